@@ -1,0 +1,446 @@
+//! sluice configuration: one TOML file describing a DAG of named components.
+//!
+//! ```toml
+//! data_dir = "/var/lib/sluice"
+//! [api]
+//! address = "127.0.0.1:9598"
+//! [sources.app]
+//! type = "file"
+//! include = ["/var/log/app/*.log"]
+//! [sinks.out]
+//! type = "file"
+//! inputs = ["app"]
+//! path = "/tmp/out-{date}.ndjson"
+//! ```
+//!
+//! This crate knows the top level and the shape of components (`type`, `inputs`), checks
+//! the graph (unknown or cyclic inputs), and interpolates `${VAR}` / `${VAR:-default}` in
+//! string values. Each component's own options are decoded by its crate with
+//! [`Config::decode`], which turns serde errors into [`Diagnostic`]s that point at
+//! `FILE:LINE:COL` and name the key.
+
+mod graph;
+mod interpolate;
+mod spans;
+
+pub use interpolate::interpolate;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use spans::{PathSeg, SpanIndex};
+use std::fmt;
+use std::path::PathBuf;
+
+/// One located configuration error: `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+/// All errors found in a configuration, one per line when displayed.
+#[derive(Debug, Clone)]
+pub struct Errors(pub Vec<Diagnostic>);
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+impl std::error::Error for Errors {}
+
+/// Component kinds, by their top-level table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl Kind {
+    pub fn table(self) -> &'static str {
+        match self {
+            Kind::Source => "sources",
+            Kind::Transform => "transforms",
+            Kind::Sink => "sinks",
+        }
+    }
+}
+
+/// A reference to another component's output: `name` or `name.output`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Input {
+    pub component: String,
+    pub output: Option<String>,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.output {
+            Some(o) => write!(f, "{}.{}", self.component, o),
+            None => f.write_str(&self.component),
+        }
+    }
+}
+
+/// One `[sources.NAME]`, `[transforms.NAME]` or `[sinks.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub kind: Kind,
+    pub name: String,
+    pub type_name: String,
+    pub inputs: Vec<Input>,
+    /// Override of the input edge's buffer, in batches.
+    pub buffer_batches: Option<usize>,
+    /// The component's own options (everything but `type`, `inputs`, `buffer_batches`),
+    /// with environment variables interpolated.
+    pub options: toml::Table,
+}
+
+/// `[api]`: the admin HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address. Loopback unless configured otherwise.
+    pub address: String,
+    pub enabled: bool,
+    /// Bearer token required on every request when set (use `${ENV_VAR}`).
+    pub token: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { address: "127.0.0.1:9598".into(), enabled: true, token: None }
+    }
+}
+
+/// `[pipeline]`: batching and buffering.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Most events per batch.
+    pub batch_max_events: usize,
+    /// Most raw bytes per batch.
+    pub batch_max_bytes: usize,
+    /// Capacity of each edge between components, in batches (memory bound).
+    pub buffer_batches: usize,
+    /// How long a SIGTERM/SIGINT drain may take before sluice gives up (the unacknowledged
+    /// input is then read again at the next start).
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_max_events: 4096,
+            batch_max_bytes: 1 << 20,
+            buffer_batches: 8,
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
+/// A loaded and structurally valid configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub pipeline: PipelineConfig,
+    /// Components in file order: sources, then transforms, then sinks.
+    pub components: Vec<Component>,
+    file: String,
+    text: String,
+    spans: SpanIndex,
+}
+
+const TOP_KEYS: [&str; 6] = ["data_dir", "api", "pipeline", "sources", "transforms", "sinks"];
+
+impl Config {
+    /// Parse and check a configuration. `env` resolves `${VAR}` references.
+    pub fn parse(
+        file: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Errors> {
+        let (root, spans) = match spans::parse(text) {
+            Ok(x) => x,
+            Err((msg, span)) => {
+                let (line, col) = line_col(text, span.start);
+                return Err(Errors(vec![Diagnostic {
+                    file: file.into(),
+                    line,
+                    col,
+                    message: msg,
+                }]));
+            }
+        };
+        let mut cfg = Config {
+            data_dir: PathBuf::from(".sluice-data"),
+            api: ApiConfig::default(),
+            pipeline: PipelineConfig::default(),
+            components: Vec::new(),
+            file: file.into(),
+            text: text.into(),
+            spans,
+        };
+        let mut errors = Vec::new();
+        let root = match interpolate::interpolate_table(root, &mut Vec::new(), env) {
+            Ok(t) => t,
+            Err(errs) => {
+                for (path, msg) in errs {
+                    errors.push(cfg.diag_value(&path, msg));
+                }
+                return Err(Errors(errors));
+            }
+        };
+        for (key, value) in root {
+            let path = vec![PathSeg::Key(key.clone())];
+            match key.as_str() {
+                "data_dir" => match value {
+                    toml::Value::String(s) => cfg.data_dir = PathBuf::from(s),
+                    other => errors.push(cfg.diag_value(
+                        &path,
+                        format!("`data_dir`: expected a string (a directory path), found {}", other.type_str()),
+                    )),
+                },
+                "api" => match cfg.decode_at::<ApiConfig>(&path, value) {
+                    Ok(a) => cfg.api = a,
+                    Err(d) => errors.push(d),
+                },
+                "pipeline" => match cfg.decode_at::<PipelineConfig>(&path, value) {
+                    Ok(p) => cfg.pipeline = p,
+                    Err(d) => errors.push(d),
+                },
+                "sources" | "transforms" | "sinks" => {
+                    let kind = match key.as_str() {
+                        "sources" => Kind::Source,
+                        "transforms" => Kind::Transform,
+                        _ => Kind::Sink,
+                    };
+                    cfg.read_components(kind, value, &mut errors);
+                }
+                _ => errors.push(cfg.diag_key(
+                    &path,
+                    format!("unknown key `{key}`, expected one of {}", list(&TOP_KEYS)),
+                )),
+            }
+        }
+        cfg.components.sort_by_key(|c| match c.kind {
+            Kind::Source => 0,
+            Kind::Transform => 1,
+            Kind::Sink => 2,
+        });
+        if errors.is_empty() {
+            graph::check(&cfg, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Errors(errors))
+        }
+    }
+
+    fn read_components(&mut self, kind: Kind, value: toml::Value, errors: &mut Vec<Diagnostic>) {
+        let tpath = vec![PathSeg::Key(kind.table().into())];
+        let toml::Value::Table(table) = value else {
+            errors.push(self.diag_value(
+                &tpath,
+                format!("`{}`: expected a table of named components", kind.table()),
+            ));
+            return;
+        };
+        for (name, body) in table {
+            let path = vec![PathSeg::Key(kind.table().into()), PathSeg::Key(name.clone())];
+            let dotted = format!("{}.{}", kind.table(), name);
+            if name.is_empty() || name.contains('.') {
+                errors.push(self.diag_key(
+                    &path,
+                    format!("`{dotted}`: component names must be non-empty and contain no `.`"),
+                ));
+                continue;
+            }
+            let toml::Value::Table(mut options) = body else {
+                errors.push(self.diag_value(&path, format!("`{dotted}`: expected a table")));
+                continue;
+            };
+            let type_name = match options.remove("type") {
+                Some(toml::Value::String(t)) => t,
+                Some(other) => {
+                    let mut p = path.clone();
+                    p.push(PathSeg::Key("type".into()));
+                    errors.push(self.diag_value(
+                        &p,
+                        format!("`{dotted}.type`: expected a string, found {}", other.type_str()),
+                    ));
+                    continue;
+                }
+                None => {
+                    errors.push(self.diag_key(
+                        &path,
+                        format!("`{dotted}`: missing key `type` (the component type, e.g. type = \"file\")"),
+                    ));
+                    continue;
+                }
+            };
+            let mut inputs = Vec::new();
+            match options.remove("inputs") {
+                None => {}
+                Some(v) if kind == Kind::Source => {
+                    let _ = v;
+                    let mut p = path.clone();
+                    p.push(PathSeg::Key("inputs".into()));
+                    errors.push(self.diag_key(&p, format!("`{dotted}.inputs`: sources take no inputs")));
+                }
+                Some(toml::Value::Array(items)) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        let mut p = path.clone();
+                        p.push(PathSeg::Key("inputs".into()));
+                        p.push(PathSeg::Index(i));
+                        match item {
+                            toml::Value::String(s) => {
+                                let (component, output) = match s.split_once('.') {
+                                    Some((c, o)) => (c.to_string(), Some(o.to_string())),
+                                    None => (s.clone(), None),
+                                };
+                                inputs.push((p, Input { component, output }));
+                            }
+                            other => errors.push(self.diag_value(
+                                &p,
+                                format!("`{dotted}.inputs[{i}]`: expected a component name (string), found {}", other.type_str()),
+                            )),
+                        }
+                    }
+                }
+                Some(other) => {
+                    let mut p = path.clone();
+                    p.push(PathSeg::Key("inputs".into()));
+                    errors.push(self.diag_value(
+                        &p,
+                        format!("`{dotted}.inputs`: expected an array of component names, found {}", other.type_str()),
+                    ));
+                }
+            }
+            let buffer_batches = match options.remove("buffer_batches") {
+                None => None,
+                Some(toml::Value::Integer(n)) if n > 0 => Some(n as usize),
+                Some(_) => {
+                    let mut p = path.clone();
+                    p.push(PathSeg::Key("buffer_batches".into()));
+                    errors.push(self.diag_value(&p, format!("`{dotted}.buffer_batches`: expected a positive integer")));
+                    None
+                }
+            };
+            self.components.push(Component {
+                kind,
+                name,
+                type_name,
+                inputs: inputs.into_iter().map(|(_, i)| i).collect(),
+                buffer_batches,
+                options,
+            });
+        }
+    }
+
+    /// Decode a component's options into its typed config. Unknown keys, missing keys
+    /// and wrong types come back located at the offending key or value.
+    pub fn decode<T: DeserializeOwned>(&self, c: &Component) -> Result<T, Diagnostic> {
+        self.decode_at(&component_path(c), toml::Value::Table(c.options.clone()))
+    }
+
+    fn decode_at<T: DeserializeOwned>(&self, base: &[PathSeg], value: toml::Value) -> Result<T, Diagnostic> {
+        serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+            let mut path = base.to_vec();
+            for seg in e.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Map { key } => path.push(PathSeg::Key(key.clone())),
+                    serde_path_to_error::Segment::Seq { index } => path.push(PathSeg::Index(*index)),
+                    _ => {}
+                }
+            }
+            let inner = e.into_inner().message().to_string();
+            let inner = inner.trim_end().to_string();
+            let msg = format!("`{}`: {}", spans::dotted(&path), inner);
+            if inner.starts_with("unknown field") || inner.starts_with("missing field") {
+                self.diag_key(&path, msg.replacen("unknown field", "unknown key", 1).replacen("missing field", "missing key", 1))
+            } else {
+                self.diag_value(&path, msg)
+            }
+        })
+    }
+
+    /// A diagnostic located at a component's `type` value (for unknown types).
+    pub fn error_at_type(&self, c: &Component, message: impl Into<String>) -> Diagnostic {
+        let mut p = component_path(c);
+        p.push(PathSeg::Key("type".into()));
+        self.diag_value(&p, message.into())
+    }
+
+    /// A diagnostic located at a component option `key` (or the component if absent).
+    pub fn error_at_option(&self, c: &Component, key: &str, message: impl Into<String>) -> Diagnostic {
+        let mut p = component_path(c);
+        p.push(PathSeg::Key(key.into()));
+        self.diag_value(&p, message.into())
+    }
+
+    fn locate(&self, path: &[PathSeg], prefer_key: bool) -> (usize, usize) {
+        let off = self.spans.locate(path, prefer_key);
+        line_col(&self.text, off)
+    }
+
+    fn diag_key(&self, path: &[PathSeg], message: String) -> Diagnostic {
+        let (line, col) = self.locate(path, true);
+        Diagnostic { file: self.file.clone(), line, col, message }
+    }
+
+    fn diag_value(&self, path: &[PathSeg], message: String) -> Diagnostic {
+        let (line, col) = self.locate(path, false);
+        Diagnostic { file: self.file.clone(), line, col, message }
+    }
+
+    /// `FILE` as given to [`Config::parse`].
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
+    }
+}
+
+fn component_path(c: &Component) -> Vec<PathSeg> {
+    vec![PathSeg::Key(c.kind.table().into()), PathSeg::Key(c.name.clone())]
+}
+
+/// 1-based line and column (in characters) of byte offset `off`.
+pub fn line_col(text: &str, off: usize) -> (usize, usize) {
+    let off = off.min(text.len());
+    let before = &text.as_bytes()[..off];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, col)
+}
+
+/// "`a`, `b` or `c`"
+pub fn list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("`{s}`")).collect();
+    match quoted.len() {
+        0 => String::new(),
+        1 => quoted[0].clone(),
+        n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}

@@ -1,0 +1,155 @@
+use bytes::Bytes;
+use smol_str::SmolStr;
+use std::fmt;
+
+/// An immutable UTF-8 string backed by [`Bytes`]: cheap to clone and to slice out of a
+/// raw line without copying.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ByteStr(Bytes);
+
+impl ByteStr {
+    /// Wrap bytes known to be UTF-8.
+    ///
+    /// # Safety
+    /// `b` must be valid UTF-8.
+    #[inline]
+    pub unsafe fn from_utf8_unchecked(b: Bytes) -> ByteStr {
+        ByteStr(b)
+    }
+    /// Wrap bytes, validating UTF-8.
+    pub fn from_utf8(b: Bytes) -> Result<ByteStr, Bytes> {
+        if simdutf8::basic::from_utf8(&b).is_ok() {
+            Ok(ByteStr(b))
+        } else {
+            Err(b)
+        }
+    }
+    pub fn from_static(s: &'static str) -> ByteStr {
+        ByteStr(Bytes::from_static(s.as_bytes()))
+    }
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor guarantees UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+    /// A sub-string sharing the same buffer. `range` must lie on char boundaries of `self`.
+    pub fn slice_str(&self, sub: &str) -> ByteStr {
+        ByteStr(self.0.slice_ref(sub.as_bytes()))
+    }
+}
+
+impl From<String> for ByteStr {
+    fn from(s: String) -> Self {
+        ByteStr(Bytes::from(s))
+    }
+}
+impl From<&str> for ByteStr {
+    fn from(s: &str) -> Self {
+        ByteStr(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+impl fmt::Debug for ByteStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+impl fmt::Display for ByteStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A structured field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(ByteStr),
+    Array(Vec<Value>),
+    Map(Fields),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.into())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s.into())
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Float(f)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+/// Ordered field map. Events carry few fields, so a vector with linear lookup beats a
+/// hash map and does not allocate until the first insert.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields(Vec<(SmolStr, Value)>);
+
+impl Fields {
+    pub const fn new() -> Fields {
+        Fields(Vec::new())
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    /// Set `key`, replacing an existing value (keeps its position).
+    pub fn insert(&mut self, key: impl Into<SmolStr>, value: Value) {
+        let key = key.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(i).1)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
