@@ -444,3 +444,17 @@ pub fn list(items: &[&str]) -> String {
         n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
     }
 }
+
+/// A problem with one component option, found when building the component; the
+/// pipeline reports it at the option's line and column.
+#[derive(Debug, Clone)]
+pub struct OptionError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl OptionError {
+    pub fn new(key: &'static str, message: impl Into<String>) -> OptionError {
+        OptionError { key, message: message.into() }
+    }
+}

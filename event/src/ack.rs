@@ -49,10 +49,11 @@ impl Ack {
 
 impl Drop for AckInner {
     fn drop(&mut self) {
+        // A token dropped while its thread unwinds from a panic was not delivered.
         let _ = self.tx.send(AckSignal {
             stream: self.stream,
             seq: self.seq,
-            failed: self.failed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed) || std::thread::panicking(),
         });
     }
 }

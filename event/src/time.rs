@@ -118,10 +118,10 @@ mod tests {
     fn rfc3339_formats() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
         let t = Timestamp(1_795_314_873_123_000_000);
-        assert_eq!(t.to_rfc3339(), "2026-11-21T02:34:33.123Z");
+        assert_eq!(t.to_rfc3339(), "2026-11-22T02:34:33.123Z");
         assert_eq!(Timestamp(1_000_001).to_rfc3339(), "1970-01-01T00:00:00.001000001Z");
         assert_eq!(Timestamp(-1_000_000_000).to_rfc3339(), "1969-12-31T23:59:59Z");
-        assert_eq!(t.date_string(), "2026-11-21");
+        assert_eq!(t.date_string(), "2026-11-22");
     }
 
     #[test]

@@ -1,1 +1,199 @@
-fn main(){}
+//! The `sluice` command.
+
+use clap::{Parser, Subcommand};
+use sluice_config::{Config, Kind};
+use sluice_pipeline::{api, registry, topology};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The configuration used when `--config` is not given: the bundled quickstart
+/// (tails examples/quickstart/logs/*.log relative to the working directory).
+const EMBEDDED: &str = include_str!("../../examples/quickstart/sluice.toml");
+const EMBEDDED_NAME: &str = "<embedded quickstart config>";
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Log-stream processing pipeline: tail, parse, enrich, mask, sample, ship.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its input ends or SIGTERM/SIGINT (then drain and exit 0).
+    Run {
+        /// TOML configuration file. Without it, the embedded quickstart config runs:
+        /// it tails examples/quickstart/logs/*.log and writes NDJSON under ./out/.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<String>,
+    },
+    /// Check a configuration: exit 0 with a one-line summary, or 2 with the errors.
+    Validate {
+        /// TOML configuration file (default: the embedded quickstart config).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<String>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: Option<&str>) -> Result<Config, ExitCode> {
+    let (name, text) = match path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (p.to_string(), t),
+            Err(e) => {
+                eprintln!("{p}: cannot read configuration: {e}");
+                return Err(ExitCode::from(2));
+            }
+        },
+        None => (EMBEDDED_NAME.to_string(), EMBEDDED.to_string()),
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    Config::parse(&name, &text, &env).map_err(|errs| {
+        for d in errs.0 {
+            eprintln!("{d}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn summary(cfg: &Config) -> String {
+    let part = |kind: Kind| {
+        let items: Vec<String> = cfg
+            .components
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| {
+                if c.inputs.is_empty() {
+                    format!("{} ({})", c.name, c.type_name)
+                } else {
+                    let ins: Vec<String> = c.inputs.iter().map(|i| i.to_string()).collect();
+                    format!("{} ({}) <- {}", c.name, c.type_name, ins.join("+"))
+                }
+            })
+            .collect();
+        format!("{} {}: [{}]", items.len(), kind.table(), items.join(", "))
+    };
+    format!("{}: ok: {}; {}; {}", cfg.file(), part(Kind::Source), part(Kind::Transform), part(Kind::Sink))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => {
+            let cfg = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(errs) = registry::build_all(&cfg) {
+                for d in errs {
+                    eprintln!("{d}");
+                }
+                return ExitCode::from(2);
+            }
+            println!("{}", summary(&cfg));
+            ExitCode::SUCCESS
+        }
+        Command::Run { config } => {
+            init_logging();
+            let cfg = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let built = match registry::build_all(&cfg) {
+                Ok(b) => b,
+                Err(errs) => {
+                    for d in errs {
+                        eprintln!("{d}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            match run(cfg, built) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "sluice failed");
+                    eprintln!("sluice: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(cfg: Config, built: Vec<(sluice_config::Component, registry::Built)>) -> anyhow::Result<ExitCode> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("sluice-rt")
+        .build()?;
+    rt.block_on(async move {
+        // Bind the API first so a taken port is reported before anything is read.
+        let listener = if cfg.api.enabled {
+            let l = tokio::net::TcpListener::bind(&cfg.api.address)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {} ([api] address): {e}", cfg.api.address))?;
+            Some(l)
+        } else {
+            None
+        };
+        let mut running = topology::start(&cfg, built)?;
+        if let Some(listener) = listener {
+            let state = api::ApiState {
+                shared: running.shared.clone(),
+                prometheus: prometheus.clone(),
+                token: cfg.api.token.clone().filter(|t| !t.is_empty()).map(Into::into),
+                started: std::time::Instant::now(),
+            };
+            let addr = listener.local_addr()?;
+            tracing::info!(address = %addr, auth = state.token.is_some(), "admin API listening");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, api::router(state)).await {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            });
+        }
+        let upkeep = prometheus.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        tracing::info!(components = running.shared.stats.len(), "pipeline started");
+        let drained = running.wait(shutdown_signal(), Duration::from_secs(cfg.pipeline.drain_timeout_secs)).await;
+        let failed = running.failed.clone();
+        tokio::task::spawn_blocking(move || running.finish(drained)).await?;
+        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!("a component failed; exiting with status 1");
+            Ok(ExitCode::from(1))
+        } else if drained {
+            tracing::info!("pipeline drained; checkpoints written; exiting");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Ok(ExitCode::from(1))
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+    }
+}

@@ -1,1 +1,51 @@
-//! placeholder
+//! sluice sinks. A sink is a synchronous object driven by the pipeline's sink runner:
+//! [`Sink::write`] takes batches, [`Sink::flush`] makes everything written durable.
+//! The runner holds each batch's acknowledgement tokens until a flush succeeds, and
+//! retries failed writes and flushes with backoff instead of dropping data.
+//!
+//! Each sink is one module: its config struct (serde, `deny_unknown_fields`) next to its
+//! code, and a `build` step that turns the config into a running sink.
+
+pub mod blackhole;
+pub mod console;
+pub mod file;
+
+use sluice_event::Batch;
+
+/// Errors a sink reports to its runner. The runner retries; it never drops the batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running sink.
+pub trait Sink: Send {
+    /// Write (or buffer) a batch. On error the runner calls `write` again with the same
+    /// batch later, so a sink should not keep half of a failed batch buffered.
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError>;
+    /// Make everything written so far durable. Tokens are released after this succeeds.
+    fn flush(&mut self) -> Result<(), SinkError>;
+    /// Bytes written since start (for status), if the sink counts them.
+    fn bytes_written(&self) -> u64 {
+        0
+    }
+}
+
+/// A config struct that builds a sink. Building has no side effects, so `sluice
+/// validate` can run it; files are opened on first write.
+pub trait SinkConfig {
+    /// Check the options and build the sink. An error names the offending option.
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, OptionError>;
+}
+
+/// Where a sink runs.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    pub name: String,
+}
+
+
+pub use sluice_config::OptionError;

@@ -1,1 +1,47 @@
-//! placeholder
+//! sluice transforms: synchronous stages that take a batch and emit batches.
+//!
+//! A transform never blocks and never touches I/O, so it is tested with plain unit tests
+//! (no tokio). The pipeline runs each transform on its own thread and moves the
+//! acknowledgement tokens along with the batches (see `sluice_event::ack`).
+
+use sluice_event::Batch;
+
+/// Receives a transform's output batches. `output` is `None` for the default output, or
+/// the name of a named output (`inputs = ["route.errors"]`).
+pub trait Emit {
+    fn emit(&mut self, output: Option<&str>, batch: Batch);
+}
+
+impl<F: FnMut(Option<&str>, Batch)> Emit for F {
+    fn emit(&mut self, output: Option<&str>, batch: Batch) {
+        self(output, batch)
+    }
+}
+
+/// A running transform.
+pub trait Transform: Send {
+    /// Process one batch. Events that are dropped must be counted by the transform via
+    /// the returned [`Dropped`] so the pipeline can report them.
+    fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Dropped;
+    /// Called when no more input will arrive: emit anything held back.
+    fn finish(&mut self, _out: &mut dyn Emit) {}
+    /// Named outputs besides the default one.
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Events a transform dropped on purpose, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub count: u64,
+    pub reason: &'static str,
+}
+
+
+/// A config struct that builds a transform (without side effects).
+pub trait TransformConfig {
+    fn build(&self) -> Result<Box<dyn Transform>, OptionError>;
+}
+
+pub use sluice_config::OptionError;

@@ -1,0 +1,232 @@
+//! Splits a byte stream into lines without copying: complete lines are slices of the
+//! chunk that was read. Lines longer than `max_line_bytes` are cut into parts at UTF-8
+//! boundaries and marked (`split_part`, `split_last`); nothing is dropped.
+
+use bytes::{Bytes, BytesMut};
+use sluice_event::Marks;
+
+pub struct LineSplitter {
+    max: usize,
+    /// Bytes of an unfinished line carried over from earlier chunks.
+    partial: BytesMut,
+    /// Stream offset of `partial[0]` (equivalently: end of everything emitted).
+    partial_start: u64,
+    /// Parts of the current over-long line emitted so far.
+    split_part: u32,
+}
+
+/// One line handed to the caller.
+pub struct Line {
+    pub bytes: Bytes,
+    pub offset: u64,
+    /// Offset just past this line, including its terminator.
+    pub end: u64,
+    pub marks: Marks,
+}
+
+impl LineSplitter {
+    pub fn new(max_line_bytes: usize, start: u64) -> LineSplitter {
+        LineSplitter { max: max_line_bytes.max(16), partial: BytesMut::new(), partial_start: start, split_part: 0 }
+    }
+
+    /// Offset up to which every byte has been emitted as (part of) a line.
+    pub fn consumed(&self) -> u64 {
+        self.partial_start
+    }
+
+    /// Bytes held for an unfinished line.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Reset to a new position (after truncation), discarding any partial line.
+    pub fn reset(&mut self, start: u64) {
+        self.partial.clear();
+        self.partial_start = start;
+        self.split_part = 0;
+    }
+
+    /// Feed the next chunk of the stream (it starts at offset `consumed() + pending()`).
+    pub fn push(&mut self, chunk: Bytes, out: &mut impl FnMut(Line)) {
+        let mut pos = 0usize;
+        let base = self.partial_start + self.partial.len() as u64;
+        if !self.partial.is_empty() {
+            match memchr::memchr(b'\n', &chunk) {
+                Some(i) => {
+                    self.partial.extend_from_slice(&chunk[..i]);
+                    let line = std::mem::take(&mut self.partial).freeze();
+                    let off = self.partial_start;
+                    self.partial_start = base + i as u64 + 1;
+                    let end = self.partial_start;
+                    self.emit_line(line, off, end, out);
+                    pos = i + 1;
+                }
+                None => {
+                    self.partial.extend_from_slice(&chunk);
+                    self.cut_oversized_partial(out);
+                    return;
+                }
+            }
+        }
+        let scan_from = pos;
+        for nl in memchr::memchr_iter(b'\n', &chunk[scan_from..]) {
+            let end = scan_from + nl;
+            let off = base + pos as u64;
+            self.partial_start = base + end as u64 + 1;
+            let line_end = self.partial_start;
+            self.emit_line(chunk.slice(pos..end), off, line_end, out);
+            pos = end + 1;
+        }
+        if pos < chunk.len() {
+            self.partial_start = base + pos as u64;
+            self.partial.extend_from_slice(&chunk[pos..]);
+            self.cut_oversized_partial(out);
+        }
+    }
+
+    /// Emit what is held as a final line without a newline (end of input).
+    pub fn finish(&mut self, out: &mut impl FnMut(Line)) {
+        if self.partial.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.partial).freeze();
+        let off = self.partial_start;
+        self.partial_start += line.len() as u64;
+        let mut marks_out = |mut l: Line| {
+            l.marks.set(Marks::NO_NEWLINE);
+            out(l)
+        };
+        let end = self.partial_start;
+        self.emit_line_raw(line, off, end, &mut marks_out);
+    }
+
+    fn emit_line(&mut self, mut line: Bytes, off: u64, end: u64, out: &mut impl FnMut(Line)) {
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        self.emit_line_raw(line, off, end, out)
+    }
+
+    fn emit_line_raw(&mut self, line: Bytes, off: u64, line_end: u64, out: &mut impl FnMut(Line)) {
+        if line.len() <= self.max && self.split_part == 0 {
+            out(Line { bytes: line, offset: off, end: line_end, marks: Marks::default() });
+            return;
+        }
+        // Over-long line (or the tail of one): emit parts, the last one marked.
+        let mut rest = line;
+        let mut off = off;
+        loop {
+            let last = rest.len() <= self.max;
+            let cut = if last { rest.len() } else { utf8_cut(&rest, self.max) };
+            let part = rest.split_to(cut);
+            self.split_part += 1;
+            let mut marks = Marks::default();
+            marks.split_part = self.split_part;
+            marks.set(Marks::SPLIT);
+            if last {
+                marks.set(Marks::SPLIT_LAST);
+            }
+            let len = part.len() as u64;
+            let end = if last { line_end } else { off + len };
+            out(Line { bytes: part, offset: off, end, marks });
+            off += len;
+            if last {
+                self.split_part = 0;
+                return;
+            }
+        }
+    }
+
+    fn cut_oversized_partial(&mut self, out: &mut impl FnMut(Line)) {
+        while self.partial.len() > self.max {
+            let cut = utf8_cut(&self.partial, self.max);
+            let part = self.partial.split_to(cut).freeze();
+            self.split_part += 1;
+            let mut marks = Marks::default();
+            marks.split_part = self.split_part;
+            marks.set(Marks::SPLIT);
+            let off = self.partial_start;
+            self.partial_start += part.len() as u64;
+            out(Line { bytes: part, offset: off, end: self.partial_start, marks });
+        }
+    }
+}
+
+/// A cut position at most `max`, moved back (at most 3 bytes) so that it does not split
+/// a UTF-8 sequence.
+fn utf8_cut(b: &[u8], max: usize) -> usize {
+    let mut cut = max.min(b.len());
+    let mut back = 0;
+    while cut > 0 && cut < b.len() && back < 3 && (b[cut] & 0xC0) == 0x80 {
+        cut -= 1;
+        back += 1;
+    }
+    if cut == 0 {
+        max
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(max: usize, chunks: &[&[u8]], finish: bool) -> (Vec<(Vec<u8>, u64, u32, bool)>, u64) {
+        let mut s = LineSplitter::new(max, 100);
+        let mut got = Vec::new();
+        let mut f = |l: Line| {
+            assert!(l.end >= l.offset + l.bytes.len() as u64);
+            got.push((l.bytes.to_vec(), l.offset, l.marks.split_part, l.marks.has(Marks::SPLIT_LAST)))
+        };
+        for c in chunks {
+            s.push(Bytes::copy_from_slice(c), &mut f);
+        }
+        if finish {
+            s.finish(&mut f);
+        }
+        (got, s.consumed())
+    }
+
+    #[test]
+    fn lines_across_chunks_and_offsets() {
+        let (got, consumed) = run(1024, &[b"ab\ncd", b"e\r\nf", b"g\nhalf"], false);
+        let lines: Vec<_> = got.iter().map(|g| (String::from_utf8(g.0.clone()).unwrap(), g.1)).collect();
+        assert_eq!(lines, vec![("ab".into(), 100), ("cde".into(), 103), ("fg".into(), 108)]);
+        assert_eq!(consumed, 111);
+        let (got, _) = run(1024, &[b"p", b"q\nx\ny\n\nz\nw"], false);
+        let lines: Vec<_> = got.iter().map(|g| (String::from_utf8(g.0.clone()).unwrap(), g.1)).collect();
+        assert_eq!(lines, vec![("pq".into(), 100), ("x".into(), 103), ("y".into(), 105), ("".into(), 107), ("z".into(), 108)]);
+        let (got, consumed) = run(1024, &[b"x\nhalf"], true);
+        assert_eq!(got[1].0, b"half");
+        assert_eq!(consumed, 106);
+    }
+
+    #[test]
+    fn long_lines_are_split_and_marked() {
+        let long = vec![b'a'; 40];
+        let mut input = long.clone();
+        input.extend_from_slice(b"\nshort\n");
+        // Fed in small chunks so the partial buffer has to be cut too.
+        let chunks: Vec<&[u8]> = input.chunks(7).collect();
+        let (got, consumed) = run(16, &chunks, false);
+        let sizes: Vec<_> = got.iter().map(|g| (g.0.len(), g.2, g.3)).collect();
+        assert_eq!(sizes, vec![(16, 1, false), (16, 2, false), (8, 3, true), (5, 0, false)]);
+        let joined: Vec<u8> = got[..3].iter().flat_map(|g| g.0.clone()).collect();
+        assert_eq!(joined, long);
+        assert_eq!(got[1].1, 116);
+        assert_eq!(consumed, 100 + input.len() as u64);
+    }
+
+    #[test]
+    fn split_respects_utf8() {
+        let s = "é".repeat(20); // 40 bytes of 2-byte chars
+        let input = format!("{s}\n");
+        let (got, _) = run(17, &[input.as_bytes()], false);
+        for g in &got {
+            assert!(std::str::from_utf8(&g.0).is_ok());
+        }
+        let joined: Vec<u8> = got.iter().flat_map(|g| g.0.clone()).collect();
+        assert_eq!(joined, s.as_bytes());
+    }
+}

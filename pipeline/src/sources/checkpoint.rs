@@ -1,0 +1,288 @@
+//! Checkpoints of a file source: for every file stream, its content fingerprint and the
+//! offset up to which every line has been delivered by every sink.
+//!
+//! The source registers streams and emitted batches; a checkpointer thread receives
+//! acknowledgements, advances each stream over its contiguous prefix of delivered
+//! batches and rewrites `DATA_DIR/checkpoints/SOURCE.json` atomically (write + rename)
+//! whenever something advanced. The offset on disk therefore never runs ahead of what
+//! the sinks have written: after a crash, lines are re-read, never skipped.
+
+use serde::{Deserialize, Serialize};
+use sluice_event::ack::Tracker;
+use sluice_event::{Ack, AckSignal};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Content identity of a file: FNV-1a 64 of its first `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub len: u32,
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    pub fn of(bytes: &[u8]) -> Fingerprint {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Fingerprint { len: bytes.len() as u32, hash: h }
+    }
+}
+
+/// One persisted stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: String,
+    pub fingerprint: Fingerprint,
+    /// Every byte before this offset has been delivered.
+    pub offset: u64,
+    /// Stream no longer being read (rotated away and finished).
+    #[serde(default)]
+    pub closed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileFormat {
+    version: u32,
+    streams: Vec<Entry>,
+}
+
+struct Stream {
+    entry: Entry,
+    tracker: Tracker,
+}
+
+struct State {
+    streams: BTreeMap<u64, Stream>,
+    dirty: bool,
+    frozen: bool,
+}
+
+/// Shared between the source thread and the checkpointer thread.
+pub struct Checkpoints {
+    path: PathBuf,
+    state: Mutex<State>,
+    tx: Sender<AckSignal>,
+}
+
+const MAX_CLOSED: usize = 1024;
+
+impl Checkpoints {
+    /// Open the store of source `name` under `data_dir`; returns it, the entries saved
+    /// by the previous run, and the receiver the checkpointer thread must drain.
+    pub fn open(data_dir: &Path, name: &str) -> anyhow::Result<(Arc<Checkpoints>, Vec<Entry>, Receiver<AckSignal>)> {
+        let dir = data_dir.join("checkpoints");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create checkpoint directory {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{name}.json"));
+        let saved = match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice::<FileFormat>(&b) {
+                Ok(f) => f.streams,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable checkpoint file; starting without checkpoints");
+                    Vec::new()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(anyhow::anyhow!("cannot read checkpoints {}: {e}", path.display())),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cp = Arc::new(Checkpoints {
+            path,
+            state: Mutex::new(State { streams: BTreeMap::new(), dirty: false, frozen: false }),
+            tx,
+        });
+        Ok((cp, saved, rx))
+    }
+
+    /// Start tracking a stream whose delivered prefix ends at `entry.offset`.
+    pub fn register(&self, key: u64, entry: Entry) {
+        let mut st = self.state.lock().unwrap();
+        st.streams.insert(key, Stream { entry, tracker: Tracker::new() });
+        st.dirty = true;
+    }
+
+    /// Keep a saved entry that is not being read now (so a later run still knows it).
+    pub fn keep_closed(&self, key: u64, mut entry: Entry) {
+        entry.closed = true;
+        self.register(key, entry);
+    }
+
+    /// A batch of stream `key` ending at `end` is about to be sent: its token.
+    pub fn emit(&self, key: u64, end: u64) -> Ack {
+        let seq = {
+            let mut st = self.state.lock().unwrap();
+            let s = st.streams.get_mut(&key).expect("registered stream");
+            s.tracker.emit(end)
+        };
+        Ack::new(key, seq, self.tx.clone())
+    }
+
+    pub fn update(&self, key: u64, path: Option<&str>, fp: Option<Fingerprint>) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(s) = st.streams.get_mut(&key) {
+            if let Some(p) = path {
+                s.entry.path = p.to_string();
+            }
+            if let Some(f) = fp {
+                s.entry.fingerprint = f;
+            }
+        }
+        st.dirty = true;
+    }
+
+    /// The stream will not be read any more.
+    pub fn close(&self, key: u64) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(s) = st.streams.get_mut(&key) {
+            s.entry.closed = true;
+        }
+        // Bound the number of remembered closed streams.
+        let closed: Vec<u64> = st
+            .streams
+            .iter()
+            .filter(|(_, s)| s.entry.closed && s.tracker.in_flight() == 0)
+            .map(|(k, _)| *k)
+            .collect();
+        if closed.len() > MAX_CLOSED {
+            for k in &closed[..closed.len() - MAX_CLOSED] {
+                st.streams.remove(k);
+            }
+        }
+        st.dirty = true;
+    }
+
+    fn apply(&self, sig: AckSignal) {
+        let mut st = self.state.lock().unwrap();
+        if st.frozen {
+            return;
+        }
+        if let Some(s) = st.streams.get_mut(&sig.stream) {
+            if s.tracker.ack(sig.seq, sig.failed) {
+                s.entry.offset = s.tracker.committed().unwrap_or(s.entry.offset);
+                st.dirty = true;
+            }
+        }
+    }
+
+    /// Stop applying acknowledgements (used when giving up on a drain: batches dropped
+    /// after this point were not delivered and must not move the checkpoint).
+    pub fn freeze(&self) {
+        self.state.lock().unwrap().frozen = true;
+    }
+
+    /// Write the file if anything changed.
+    pub fn save(&self) -> std::io::Result<()> {
+        let body = {
+            let mut st = self.state.lock().unwrap();
+            if !st.dirty {
+                return Ok(());
+            }
+            st.dirty = false;
+            let streams: Vec<Entry> = st.streams.values().map(|s| s.entry.clone()).collect();
+            serde_json::to_vec_pretty(&FileFormat { version: 1, streams }).expect("serialisable")
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// Committed offset of a stream (tests, status).
+    pub fn committed(&self, key: u64) -> Option<u64> {
+        self.state.lock().unwrap().streams.get(&key).map(|s| s.entry.offset)
+    }
+
+    /// Batches in flight over all streams.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().streams.values().map(|s| s.tracker.in_flight()).sum()
+    }
+
+    /// The checkpointer loop: apply acknowledgements as they come and save after each
+    /// burst. Returns (after a final save) once `done` is set; the runtime sets it when
+    /// every sink has finished, so every token has been released by then.
+    pub fn run(
+        self: Arc<Self>,
+        rx: Receiver<AckSignal>,
+        done: Arc<std::sync::atomic::AtomicBool>,
+        abort: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut last_err: Option<String> = None;
+        loop {
+            if abort.load(std::sync::atomic::Ordering::Acquire) {
+                self.freeze();
+            }
+            if done.load(std::sync::atomic::Ordering::Acquire) {
+                while let Ok(sig) = rx.try_recv() {
+                    self.apply(sig);
+                }
+                if let Err(e) = self.save() {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot write final checkpoint");
+                }
+                return;
+            }
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(sig) => {
+                    self.apply(sig);
+                    while let Ok(sig) = rx.try_recv() {
+                        self.apply(sig);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.save();
+                    return;
+                }
+            }
+            if let Err(e) = self.save() {
+                let msg = e.to_string();
+                if last_err.as_deref() != Some(&msg) {
+                    tracing::error!(path = %self.path.display(), error = %msg, "cannot write checkpoint");
+                    last_err = Some(msg);
+                }
+            }
+        }
+    }
+
+}
+
+/// Saved entries indexed for matching against files found at start.
+pub struct Saved {
+    entries: Vec<Option<Entry>>,
+}
+
+impl Saved {
+    pub fn new(entries: Vec<Entry>) -> Saved {
+        Saved { entries: entries.into_iter().map(Some).collect() }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.iter().all(Option::is_none)
+    }
+    /// Take the entry whose fingerprint matches the file's first bytes `head`,
+    /// preferring one saved under the same path.
+    pub fn take_matching(&mut self, head: &[u8], path: &str) -> Option<Entry> {
+        let matches = |e: &Entry| {
+            let n = e.fingerprint.len as usize;
+            n > 0 && head.len() >= n && Fingerprint::of(&head[..n]) == e.fingerprint
+        };
+        let mut best: Option<usize> = None;
+        for (i, slot) in self.entries.iter().enumerate() {
+            if let Some(e) = slot {
+                if matches(e) && (best.is_none() || e.path == path) {
+                    best = Some(i);
+                    if e.path == path {
+                        break;
+                    }
+                }
+            }
+        }
+        best.and_then(|i| self.entries[i].take())
+    }
+    pub fn remaining(&mut self) -> Vec<Entry> {
+        self.entries.iter_mut().filter_map(Option::take).collect()
+    }
+}

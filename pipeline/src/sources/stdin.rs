@@ -1,0 +1,103 @@
+//! Source `stdin`: newline-delimited lines from standard input. At end of input the
+//! source finishes, and the pipeline drains, flushes and exits 0.
+
+use super::{Source, SourceConfig, SourceContext};
+use crate::lines::{Line, LineSplitter};
+use bytes::BytesMut;
+use serde::Deserialize;
+use sluice_config::OptionError;
+use sluice_event::{Batch, Event, Origin, OriginInfo, Timestamp};
+use std::io::Read;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSourceConfig {
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line() -> usize {
+    1 << 20
+}
+
+impl SourceConfig for StdinSourceConfig {
+    fn build(&self) -> Result<Box<dyn Source>, OptionError> {
+        if self.max_line_bytes < 16 {
+            return Err(OptionError::new("max_line_bytes", "`max_line_bytes` must be at least 16"));
+        }
+        Ok(Box::new(StdinSource { max_line: self.max_line_bytes }))
+    }
+}
+
+struct StdinSource {
+    max_line: usize,
+}
+
+impl Source for StdinSource {
+    fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        let origin = OriginInfo::new(&ctx.name, None);
+        let mut splitter = LineSplitter::new(self.max_line, 0);
+        let mut stdin = std::io::stdin().lock();
+        let chunk = ctx.limits.max_bytes.max(4096);
+        let mut buf = BytesMut::new();
+        ctx.stats.set_started();
+        let send = |events: Vec<Event>| -> bool {
+            if events.is_empty() {
+                return true;
+            }
+            let n = events.len() as u64;
+            let bytes = events.iter().map(|e| e.raw.len() as u64).sum();
+            ctx.stats.events_in(n, bytes);
+            let ok = ctx.out.send_blocking(Batch::new(events));
+            if ok {
+                ctx.stats.events_out(n);
+            }
+            ok
+        };
+        loop {
+            if ctx.stopping() {
+                break;
+            }
+            buf.clear();
+            buf.resize(chunk, 0);
+            let n = match stdin.read(&mut buf[..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            buf.truncate(n);
+            let ts = Timestamp::now();
+            let mut events = Vec::new();
+            let mut batches = Vec::new();
+            splitter.push(buf.split().freeze(), &mut |l: Line| {
+                let mut e = Event::from_line(l.bytes, ts, Origin { info: origin.clone(), offset: l.offset });
+                e.marks.split_part = l.marks.split_part;
+                for bit in [sluice_event::Marks::SPLIT, sluice_event::Marks::SPLIT_LAST] {
+                    if l.marks.has(bit) {
+                        e.marks.set(bit);
+                    }
+                }
+                events.push(e);
+                if events.len() >= ctx.limits.max_events {
+                    batches.push(std::mem::take(&mut events));
+                }
+            });
+            batches.push(events);
+            for b in batches {
+                if !send(b) {
+                    return Ok(());
+                }
+            }
+        }
+        let mut events = Vec::new();
+        splitter.finish(&mut |l: Line| {
+            let mut e = Event::from_line(l.bytes, Timestamp::now(), Origin { info: origin.clone(), offset: l.offset });
+            e.marks.set(sluice_event::Marks::NO_NEWLINE);
+            events.push(e);
+        });
+        send(events);
+        tracing::info!(source = %ctx.name, "end of standard input");
+        Ok(())
+    }
+}

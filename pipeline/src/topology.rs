@@ -1,0 +1,359 @@
+//! Wires built components into a running pipeline: one bounded channel per consumer
+//! (fan-in shares it), fan-out clones batches to each consumer, one thread per
+//! component. Shutdown cascades: sources stop and drop their senders, each consumer
+//! drains its channel, flushes and exits, and finally the checkpointers save.
+
+use crate::registry::Built;
+use crate::sources::{BatchLimits, Outputs, SourceContext};
+use crate::stats::ComponentStats;
+use sluice_config::{Config, Kind};
+use sluice_event::{Ack, Batch};
+use sluice_sinks::Sink;
+use sluice_transforms::Transform;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Shared view of the running pipeline for the admin API.
+pub struct Shared {
+    pub stats: Vec<Arc<ComponentStats>>,
+}
+
+impl Shared {
+    pub fn ready(&self) -> bool {
+        self.stats.iter().all(|s| s.is_started())
+    }
+}
+
+pub struct Running {
+    pub shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    /// Set when sinks must give up retrying (drain timeout).
+    abort: Arc<AtomicBool>,
+    done_rx: mpsc::UnboundedReceiver<String>,
+    sinks_left: usize,
+    threads: Vec<JoinHandle<()>>,
+    checkpoint_done: Arc<AtomicBool>,
+    aux: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Set when a component failed (error or panic): sluice exits non-zero.
+    pub failed: Arc<AtomicBool>,
+}
+
+/// Run a component's body on its own thread; an error or panic marks the pipeline
+/// failed instead of passing silently.
+fn spawn_component(
+    name: String,
+    prefix: &str,
+    failed: &Arc<AtomicBool>,
+    body: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let failed = failed.clone();
+    std::thread::Builder::new().name(format!("{prefix}-{name}")).spawn(move || {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed.store(true, Ordering::Relaxed);
+                tracing::error!(component = %name, error = %format!("{e:#}"), "component failed");
+            }
+            Err(_) => {
+                failed.store(true, Ordering::Relaxed);
+                tracing::error!(component = %name, "component panicked");
+            }
+        }
+    })
+}
+
+pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", cfg.data_dir.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let abort = Arc::new(AtomicBool::new(false));
+    let checkpoint_done = Arc::new(AtomicBool::new(false));
+    let aux: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+    let limits = BatchLimits { max_events: cfg.pipeline.batch_max_events.max(1), max_bytes: cfg.pipeline.batch_max_bytes.max(4096) };
+
+    // One input channel per consumer.
+    let mut senders: HashMap<String, mpsc::Sender<Batch>> = HashMap::new();
+    let mut receivers: HashMap<String, mpsc::Receiver<Batch>> = HashMap::new();
+    for (c, _) in &built {
+        if c.kind != Kind::Source {
+            let cap = c.buffer_batches.unwrap_or(cfg.pipeline.buffer_batches).max(1);
+            let (tx, rx) = mpsc::channel(cap);
+            senders.insert(c.name.clone(), tx);
+            receivers.insert(c.name.clone(), rx);
+        }
+    }
+    // Edges: producer (name, output) -> consumers.
+    let mut edges: HashMap<(String, Option<String>), Vec<mpsc::Sender<Batch>>> = HashMap::new();
+    for (c, _) in &built {
+        for input in &c.inputs {
+            edges
+                .entry((input.component.clone(), input.output.clone()))
+                .or_default()
+                .push(senders[&c.name].clone());
+        }
+    }
+    drop(senders);
+
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut all_stats = Vec::new();
+    let mut sinks_left = 0;
+    for (c, b) in built {
+        let kind = match c.kind {
+            Kind::Source => "source",
+            Kind::Transform => "transform",
+            Kind::Sink => "sink",
+        };
+        let stats = Arc::new(ComponentStats::new(&c.name, kind, &c.type_name));
+        all_stats.push(stats.clone());
+        let default_out = Outputs::new(edges.remove(&(c.name.clone(), None)).unwrap_or_default());
+        match b {
+            Built::Source(src) => {
+                if default_out.is_empty() {
+                    tracing::warn!(component = %c.name, "source has no consumers");
+                }
+                let ctx = SourceContext {
+                    name: c.name.clone(),
+                    out: default_out,
+                    stop: stop.clone(),
+                    stats,
+                    data_dir: cfg.data_dir.clone(),
+                    limits,
+                    checkpoint_done: checkpoint_done.clone(),
+                    abort: abort.clone(),
+                    aux: aux.clone(),
+                };
+                threads.push(spawn_component(c.name.clone(), "src", &failed, move || src.run(ctx))?);
+            }
+            Built::Transform(t) => {
+                let mut named = HashMap::new();
+                for o in t.outputs() {
+                    named.insert(o.clone(), Outputs::new(edges.remove(&(c.name.clone(), Some(o))).unwrap_or_default()));
+                }
+                let rx = receivers.remove(&c.name).expect("transform channel");
+                stats.set_started();
+                threads.push(spawn_component(c.name.clone(), "xf", &failed, move || {
+                    run_transform(t, rx, default_out, named, stats);
+                    Ok(())
+                })?);
+            }
+            Built::Sink(s) => {
+                sinks_left += 1;
+                let rx = receivers.remove(&c.name).expect("sink channel");
+                let name = c.name.clone();
+                let done = done_tx.clone();
+                let abort = abort.clone();
+                stats.set_started();
+                threads.push(spawn_component(c.name.clone(), "sink", &failed, move || {
+                    // Report completion even when the sink panics, so shutdown proceeds.
+                    struct Done(mpsc::UnboundedSender<String>, String);
+                    impl Drop for Done {
+                        fn drop(&mut self) {
+                            let _ = self.0.send(std::mem::take(&mut self.1));
+                        }
+                    }
+                    let _done = Done(done, name);
+                    run_sink(s, rx, &stats, &abort);
+                    Ok(())
+                })?);
+            }
+        }
+    }
+    Ok(Running {
+        shared: Arc::new(Shared { stats: all_stats }),
+        stop,
+        abort,
+        done_rx,
+        sinks_left,
+        threads,
+        checkpoint_done,
+        aux,
+        failed,
+    })
+}
+
+impl Running {
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Wait until every sink finished (input ended, or stop requested and drained).
+    /// `stop_signal` resolves when SIGTERM/SIGINT arrives; after it, the drain may take
+    /// at most `drain_timeout`. Returns true if the pipeline drained completely.
+    pub async fn wait(&mut self, stop_signal: impl std::future::Future<Output = ()>, drain_timeout: Duration) -> bool {
+        tokio::pin!(stop_signal);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut signalled = false;
+        while self.sinks_left > 0 {
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.done_rx.recv() => {
+                    match r {
+                        Some(name) => { tracing::debug!(sink = %name, "sink finished"); self.sinks_left -= 1; }
+                        None => break,
+                    }
+                }
+                _ = &mut stop_signal, if !signalled => {
+                    signalled = true;
+                    tracing::info!("stop requested: draining in-flight batches");
+                    self.request_stop();
+                    deadline = Some(tokio::time::Instant::now() + drain_timeout);
+                }
+                _ = sleep => {
+                    tracing::error!(timeout_secs = drain_timeout.as_secs(), "drain timed out; unacknowledged input will be read again at the next start");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Finish: on a complete drain, let checkpointers apply the last acknowledgements
+    /// and save; otherwise freeze them first so undelivered batches never count.
+    pub fn finish(self, drained: bool) {
+        if !drained {
+            self.abort.store(true, Ordering::Relaxed);
+        } else {
+            for t in self.threads {
+                let _ = t.join();
+            }
+        }
+        self.checkpoint_done.store(true, Ordering::Release);
+        let aux = std::mem::take(&mut *self.aux.lock().unwrap());
+        for t in aux {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_transform(
+    mut t: Box<dyn Transform>,
+    mut rx: mpsc::Receiver<Batch>,
+    out: Outputs,
+    named: HashMap<String, Outputs>,
+    stats: Arc<ComponentStats>,
+) {
+    let mut emit = |name: Option<&str>, batch: Batch| {
+        let n = batch.len() as u64;
+        let target = match name {
+            None => &out,
+            Some(o) => match named.get(o) {
+                Some(x) => x,
+                None => &out,
+            },
+        };
+        if target.is_empty() || target.send_blocking(batch) {
+            stats.events_out(n);
+        }
+    };
+    while let Some(batch) = rx.blocking_recv() {
+        stats.events_in(batch.len() as u64, 0);
+        let d = t.process(batch, &mut emit);
+        stats.dropped(d.count, d.reason);
+    }
+    t.finish(&mut emit);
+}
+
+/// Drive a sink: write each batch (retrying with backoff, never dropping), flush when
+/// the input is momentarily empty or enough is pending, and only then release the
+/// batches' acknowledgement tokens.
+fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &ComponentStats, abort: &AtomicBool) {
+    let mut pending: Vec<Ack> = Vec::new();
+    let mut pending_events = 0u64;
+    let flush = |sink: &mut Box<dyn Sink>, pending: &mut Vec<Ack>, pending_events: &mut u64| -> bool {
+        if pending.is_empty() {
+            return true;
+        }
+        if !retry(stats, abort, "flush", || sink.flush()) {
+            return false;
+        }
+        stats.events_out(*pending_events);
+        *pending_events = 0;
+        pending.clear(); // releases the tokens: the input is acknowledged
+        true
+    };
+    loop {
+        let batch = match rx.try_recv() {
+            Ok(b) => b,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if !flush(&mut sink, &mut pending, &mut pending_events) {
+                    break;
+                }
+                match rx.blocking_recv() {
+                    Some(b) => b,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let n = batch.len() as u64;
+        stats.events_in(n, 0);
+        if !retry(stats, abort, "write", || sink.write(&batch)) {
+            for a in &batch.acks {
+                a.fail();
+            }
+            break;
+        }
+        pending_events += n;
+        let Batch { events, acks } = batch;
+        drop(events);
+        pending.extend(acks);
+        if pending.len() >= 32 {
+            if !flush(&mut sink, &mut pending, &mut pending_events) {
+                break;
+            }
+        }
+    }
+    if !flush(&mut sink, &mut pending, &mut pending_events) {
+        for a in &pending {
+            a.fail();
+        }
+    }
+    // Anything still queued was not delivered.
+    rx.close();
+    while let Ok(b) = rx.try_recv() {
+        for a in &b.acks {
+            a.fail();
+        }
+    }
+}
+
+/// Run `op` until it succeeds, backing off from 100 ms to 5 s. Returns false only if
+/// the pipeline is aborting.
+fn retry(stats: &ComponentStats, abort: &AtomicBool, what: &str, mut op: impl FnMut() -> Result<(), sluice_sinks::SinkError>) -> bool {
+    let mut delay = Duration::from_millis(100);
+    let mut last_log: Option<Instant> = None;
+    loop {
+        match op() {
+            Ok(()) => return true,
+            Err(e) => {
+                if abort.load(Ordering::Relaxed) {
+                    return false;
+                }
+                stats.retry();
+                if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(component = %stats.name, error = %e, op = what, retry_in_ms = delay.as_millis() as u64, "sink error; holding data and retrying");
+                    last_log = Some(Instant::now());
+                }
+                let until = Instant::now() + delay;
+                while Instant::now() < until {
+                    if abort.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
