@@ -126,6 +126,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
                     limits,
                     checkpoint_done: checkpoint_done.clone(),
                     abort: abort.clone(),
+                    rt: tokio::runtime::Handle::current(),
                     aux: aux.clone(),
                 };
                 threads.push(spawn_component(c.name.clone(), "src", &failed, move || src.run(ctx))?);
@@ -270,6 +271,7 @@ fn run_transform(
 fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &ComponentStats, abort: &AtomicBool) {
     let mut pending: Vec<Ack> = Vec::new();
     let mut pending_events = 0u64;
+    let max_pending = sink.max_pending_batches().max(1);
     let flush = |sink: &mut Box<dyn Sink>, pending: &mut Vec<Ack>, pending_events: &mut u64| -> bool {
         if pending.is_empty() {
             return true;
@@ -308,7 +310,7 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &Comp
         let Batch { events, acks } = batch;
         drop(events);
         pending.extend(acks);
-        if pending.len() >= 32 {
+        if pending.len() >= max_pending {
             if !flush(&mut sink, &mut pending, &mut pending_events) {
                 break;
             }

@@ -189,6 +189,14 @@ impl Sink for FileSink {
     fn bytes_written(&self) -> u64 {
         self.bytes
     }
+
+    fn max_pending_batches(&self) -> usize {
+        if self.fsync {
+            32
+        } else {
+            1
+        }
+    }
 }
 
 #[cfg(test)]

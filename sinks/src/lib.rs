@@ -28,6 +28,12 @@ pub trait Sink: Send {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError>;
     /// Make everything written so far durable. Tokens are released after this succeeds.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// How many written batches may wait for one `flush` (and so for acknowledgement).
+    /// 1 keeps duplicates after a crash to about one batch; sinks whose flush is
+    /// expensive (fsync, network round trips) group more.
+    fn max_pending_batches(&self) -> usize {
+        1
+    }
     /// Bytes written since start (for status), if the sink counts them.
     fn bytes_written(&self) -> u64 {
         0

@@ -1,1 +1,9 @@
+//! End-to-end tests: they run the real `sluice` binary against real files, pipes,
+//! signals and HTTP. Nothing here needs ../shared.
 
+mod harness;
+
+mod api;
+mod config_errors;
+mod stdin;
+mod tail;

@@ -464,7 +464,12 @@ impl Reader<'_> {
         self.ctx.stats.events_in(n, bytes);
         let ack = self.cp.emit(key, end);
         let batch = Batch { events, acks: vec![ack] };
-        if self.ctx.out.send_blocking(batch) {
+        let out = self.ctx.out.clone();
+        let rt = self.ctx.rt.clone();
+        let every = Duration::from_millis(self.cfg.scan_interval_ms.max(10));
+        // While held back by a slow consumer, keep discovering files: an open file
+        // survives any later rename, so nothing created meanwhile is missed.
+        if out.send_blocking_with(&rt, batch, every, || self.scan(false)) {
             self.ctx.stats.events_out(n);
         } else {
             self.downstream_gone = true;

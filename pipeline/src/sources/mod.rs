@@ -40,6 +40,47 @@ impl Outputs {
         ok |= self.senders[n - 1].blocking_send(batch).is_ok();
         ok
     }
+    /// Like [`Outputs::send_blocking`], but calls `idle` every `every` while waiting for
+    /// room, so a source held back by a slow sink can keep discovering files.
+    pub fn send_blocking_with(
+        &self,
+        rt: &tokio::runtime::Handle,
+        batch: Batch,
+        every: std::time::Duration,
+        mut idle: impl FnMut(),
+    ) -> bool {
+        let n = self.senders.len();
+        if n == 0 {
+            return false;
+        }
+        let mut ok = false;
+        let mut batch = Some(batch);
+        for (i, s) in self.senders.iter().enumerate() {
+            let b = if i + 1 == n { batch.take().unwrap() } else { batch.as_ref().unwrap().fan_out_clone() };
+            // Fast path: room right away.
+            let b = match s.try_send(b) {
+                Ok(()) => {
+                    ok = true;
+                    continue;
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => continue,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(b)) => b,
+            };
+            loop {
+                match rt.block_on(async { tokio::time::timeout(every, s.reserve()).await }) {
+                    Ok(Ok(permit)) => {
+                        permit.send(b);
+                        ok = true;
+                        break;
+                    }
+                    Ok(Err(_closed)) => break,
+                    Err(_elapsed) => idle(),
+                }
+            }
+        }
+        ok
+    }
+
     pub async fn send(&self, batch: Batch) -> bool {
         let n = self.senders.len();
         let mut ok = false;
@@ -73,6 +114,8 @@ pub struct SourceContext {
     pub checkpoint_done: Arc<AtomicBool>,
     /// Set when a drain gave up: acknowledgements must no longer move checkpoints.
     pub abort: Arc<AtomicBool>,
+    /// The runtime, for sources that wait on channels with timeouts.
+    pub rt: tokio::runtime::Handle,
     /// Helper threads (checkpointers) the runtime joins at the very end.
     pub aux: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }

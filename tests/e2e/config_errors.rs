@@ -1,0 +1,113 @@
+use crate::harness::*;
+
+/// Run `sluice validate` on `text`; returns (exit code, stdout, stderr with the
+/// temp path replaced by `CFG`).
+fn validate(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, text).unwrap();
+    let out = sluice().args(["validate", "--config", p.to_str().unwrap()]).env_remove("SLUICE_TEST_UNSET").output().unwrap();
+    let path = p.to_str().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).replace(path, "CFG"),
+        String::from_utf8_lossy(&out.stderr).replace(path, "CFG"),
+    )
+}
+
+fn expect_error(text: &str, expected: &str) {
+    let (code, _, err) = validate(text);
+    assert_eq!(code, 2, "stderr: {err}");
+    assert!(err.lines().any(|l| l.starts_with(expected)), "expected a line starting with\n  {expected}\ngot:\n{err}");
+}
+
+const SRC: &str = "[sources.app]\ntype = \"file\"\ninclude = [\"/tmp/x/*.log\"]\n";
+const SINK: &str = "[sinks.out]\ntype = \"console\"\ninputs = [\"app\"]\n";
+
+#[test]
+fn unknown_key_names_key_line_and_expected() {
+    expect_error(
+        &format!("[sources.app]\ntype = \"file\"\ninclude = [\"/tmp/x/*.log\"]\nread_form = \"end\"\n{SINK}"),
+        "CFG:4:1: `sources.app.read_form`: unknown key `read_form`, expected one of `include`, `exclude`, `read_from`",
+    );
+    expect_error(&format!("dta_dir = \"/x\"\n{SRC}{SINK}"), "CFG:1:1: unknown key `dta_dir`, expected one of `data_dir`, `api`");
+    expect_error(&format!("{SRC}{SINK}[api]\nadress = \"0.0.0.0:1\"\n"), "CFG:8:1: `api.adress`: unknown key `adress`, expected one of `address`, `enabled`, `token`");
+}
+
+#[test]
+fn unknown_type_lists_known_types() {
+    expect_error(
+        &format!("[sources.app]\ntype = \"fiel\"\n{SINK}"),
+        "CFG:2:8: `sources.app.type`: unknown source type `fiel`, expected one of `file` or `stdin`",
+    );
+    expect_error(
+        &format!("{SRC}[sinks.out]\ntype = \"kafka2\"\ninputs = [\"app\"]\n"),
+        "CFG:5:8: `sinks.out.type`: unknown sink type `kafka2`, expected one of `file`, `console` or `blackhole`",
+    );
+}
+
+#[test]
+fn wrong_value_types_point_at_value() {
+    expect_error(
+        &format!("[sources.app]\ntype = \"file\"\ninclude = \"/tmp/*.log\"\n{SINK}"),
+        "CFG:3:11: `sources.app.include`: invalid type: string \"/tmp/*.log\", expected a sequence",
+    );
+    expect_error(
+        &format!("{SRC}max_line_bytes = \"1MiB\"\n{SINK}"),
+        "CFG:4:18: `sources.app.max_line_bytes`: invalid type: string \"1MiB\", expected usize",
+    );
+    expect_error(
+        &format!("{SRC}read_from = \"middle\"\n{SINK}"),
+        "CFG:4:13: `sources.app.read_from`: unknown variant `middle`, expected `beginning` or `end`",
+    );
+    expect_error(&format!("{SRC}{SINK}[pipeline]\nbuffer_batches = -1\n"), "CFG:8:18: `pipeline.buffer_batches`: invalid value: integer `-1`, expected usize");
+}
+
+#[test]
+fn graph_errors() {
+    expect_error(
+        &format!("{SRC}[sinks.out]\ntype = \"console\"\ninputs = [\"ap\"]\n"),
+        "CFG:6:11: `sinks.out.inputs[0]`: unknown component `ap`, expected one of `app`",
+    );
+    expect_error(
+        &format!("{SRC}[transforms.a]\ntype = \"filter\"\ninputs = [\"app\", \"b\"]\n[transforms.b]\ntype = \"filter\"\ninputs = [\"a\"]\n{SINK}"),
+        "CFG:6:10: `transforms.a.inputs`: cycle in the pipeline graph: a -> b -> a",
+    );
+    expect_error(&format!("{SRC}[sinks.out]\ntype = \"console\"\n"), "CFG:4:8: `sinks.out`: missing key `inputs`");
+    expect_error(&format!("{SRC}[sources.app2]\ninclude = []\n{SINK}"), "CFG:4:10: `sources.app2`: missing key `type`");
+    expect_error(&format!("{SRC}[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\n"), "CFG:4:8: `sinks.out`: missing key `path`");
+}
+
+#[test]
+fn option_checks_and_env() {
+    expect_error(
+        &format!("{SRC}[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"/tmp/{{host}}.ndjson\"\n"),
+        "CFG:7:8: `sinks.out.path`: unknown placeholder `{host}`",
+    );
+    expect_error(
+        &format!("[sources.app]\ntype = \"file\"\ninclude = [\"${{SLUICE_TEST_UNSET}}/*.log\"]\n{SINK}"),
+        "CFG:3:12: `sources.app.include[0]`: environment variable `SLUICE_TEST_UNSET` is not set",
+    );
+    expect_error("[sources.app\ntype = \"file\"\n", "CFG:1:");
+}
+
+#[test]
+fn valid_config_prints_one_line_summary() {
+    let (code, out, err) = validate(&format!("{SRC}{SINK}[sinks.f]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"/tmp/${{SLUICE_TEST_UNSET:-x}}.ndjson\"\n"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1);
+    assert_eq!(out.trim(), "CFG: ok: 1 sources: [app (file)]; 0 transforms: []; 2 sinks: [out (console) <- app, f (file) <- app]");
+}
+
+#[test]
+fn help_and_version() {
+    let out = sluice().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sluice "));
+    let out = sluice().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("run") && text.contains("validate"), "{text}");
+    // The embedded quickstart config is valid.
+    let out = sluice().arg("validate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
