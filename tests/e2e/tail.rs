@@ -165,7 +165,10 @@ fn rotation_while_writing_loses_and_duplicates_nothing() {
     let counts = collector.finish();
     assert_exactly_once(&counts, &expected("T", next));
     // The reader really was behind when the files were rotated.
-    assert!(behind.iter().all(|&b| b > 500_000), "unread bytes at rotation: {behind:?}");
+    assert!(
+        behind.iter().all(|&b| b > 0) && behind.iter().any(|&b| b > 1_000_000),
+        "unread bytes at rotation: {behind:?}"
+    );
     eprintln!("rotation test: unread bytes at each rotation {behind:?}");
 }
 
