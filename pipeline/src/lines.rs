@@ -3,7 +3,8 @@
 //! boundaries and marked (`split_part`, `split_last`); nothing is dropped.
 
 use bytes::{Bytes, BytesMut};
-use sluice_event::Marks;
+use sluice_event::{Event, Marks, Origin, OriginInfo, Timestamp};
+use std::sync::Arc;
 
 pub struct LineSplitter {
     max: usize,
@@ -22,6 +23,21 @@ pub struct Line {
     /// Offset just past this line, including its terminator.
     pub end: u64,
     pub marks: Marks,
+}
+
+impl Line {
+    /// The event for this line, with the splitter's marks added to the event's own.
+    #[inline]
+    pub fn into_event(self, ts: Timestamp, origin: &Arc<OriginInfo>) -> Event {
+        let mut e = Event::from_line(self.bytes, ts, Origin { info: origin.clone(), offset: self.offset });
+        for bit in [Marks::SPLIT, Marks::SPLIT_LAST, Marks::NO_NEWLINE] {
+            if self.marks.has(bit) {
+                e.marks.set(bit);
+            }
+        }
+        e.marks.split_part = self.marks.split_part;
+        e
+    }
 }
 
 impl LineSplitter {

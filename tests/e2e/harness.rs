@@ -52,17 +52,7 @@ impl Sluice {
     /// SIGTERM and wait for exit; returns the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> i32 {
         self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("sluice did not exit within {timeout:?} after SIGTERM; stderr:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_exit(timeout)
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {

@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use sluice_config::OptionError;
-use sluice_event::{Batch, Event, Origin, OriginInfo, Timestamp};
+use sluice_event::{Batch, Event, OriginInfo, Timestamp};
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -440,9 +440,7 @@ impl Reader<'_> {
         let mut last_end = 0;
         t.splitter.push(data, &mut |l: Line| {
             last_end = l.end;
-            let mut e = Event::from_line(l.bytes, ts, Origin { info: origin.clone(), offset: l.offset });
-            e.marks = merge_marks(e.marks, l.marks);
-            events.push(e);
+            events.push(l.into_event(ts, &origin));
             if events.len() >= max_events {
                 full.push((std::mem::replace(&mut events, Vec::with_capacity(max_events)), last_end));
             }
@@ -538,11 +536,7 @@ impl Reader<'_> {
                 let mut s = old_splitter;
                 let origin = self.files[i].origin.clone();
                 let mut events = Vec::new();
-                s.finish(&mut |l: Line| {
-                    let mut e = Event::from_line(l.bytes, Timestamp::now(), Origin { info: origin.clone(), offset: l.offset });
-                    e.marks = merge_marks(e.marks, l.marks);
-                    events.push(e);
-                });
+                s.finish(&mut |l: Line| events.push(l.into_event(Timestamp::now(), &origin)));
                 if !events.is_empty() {
                     self.send(old_key, events, s.consumed());
                 }
@@ -560,11 +554,7 @@ impl Reader<'_> {
         }
         let origin = t.origin.clone();
         let mut events = Vec::new();
-        t.splitter.finish(&mut |l: Line| {
-            let mut e = Event::from_line(l.bytes, Timestamp::now(), Origin { info: origin.clone(), offset: l.offset });
-            e.marks = merge_marks(e.marks, l.marks);
-            events.push(e);
-        });
+        t.splitter.finish(&mut |l: Line| events.push(l.into_event(Timestamp::now(), &origin)));
         let (key, end) = (t.key, t.splitter.consumed());
         if !events.is_empty() {
             self.send(key, events, end);
@@ -597,15 +587,4 @@ fn prefix_unchanged(f: &File, fp: Fingerprint) -> std::io::Result<bool> {
     }
     let head = read_head(f, fp.len as usize)?;
     Ok(head.len() == fp.len as usize && Fingerprint::of(&head) == fp)
-}
-
-fn merge_marks(mut a: sluice_event::Marks, b: sluice_event::Marks) -> sluice_event::Marks {
-    use sluice_event::Marks;
-    for bit in [Marks::SPLIT, Marks::SPLIT_LAST, Marks::NO_NEWLINE] {
-        if b.has(bit) {
-            a.set(bit);
-        }
-    }
-    a.split_part = b.split_part;
-    a
 }

@@ -6,7 +6,7 @@ use crate::lines::{Line, LineSplitter};
 use bytes::BytesMut;
 use serde::Deserialize;
 use sluice_config::OptionError;
-use sluice_event::{Batch, Event, Origin, OriginInfo, Timestamp};
+use sluice_event::{Batch, Event, OriginInfo, Timestamp};
 use std::io::Read;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,14 +71,7 @@ impl Source for StdinSource {
             let mut events = Vec::new();
             let mut batches = Vec::new();
             splitter.push(buf.split().freeze(), &mut |l: Line| {
-                let mut e = Event::from_line(l.bytes, ts, Origin { info: origin.clone(), offset: l.offset });
-                e.marks.split_part = l.marks.split_part;
-                for bit in [sluice_event::Marks::SPLIT, sluice_event::Marks::SPLIT_LAST] {
-                    if l.marks.has(bit) {
-                        e.marks.set(bit);
-                    }
-                }
-                events.push(e);
+                events.push(l.into_event(ts, &origin));
                 if events.len() >= ctx.limits.max_events {
                     batches.push(std::mem::take(&mut events));
                 }
@@ -91,11 +84,7 @@ impl Source for StdinSource {
             }
         }
         let mut events = Vec::new();
-        splitter.finish(&mut |l: Line| {
-            let mut e = Event::from_line(l.bytes, Timestamp::now(), Origin { info: origin.clone(), offset: l.offset });
-            e.marks.set(sluice_event::Marks::NO_NEWLINE);
-            events.push(e);
-        });
+        splitter.finish(&mut |l: Line| events.push(l.into_event(Timestamp::now(), &origin)));
         send(events);
         tracing::info!(source = %ctx.name, "end of standard input");
         Ok(())
