@@ -1,1 +1,117 @@
-//! Pure, I/O-free parsers (header formats, printf templates, syslog, logfmt, JSON). Filled in by the parse-stage work.
+//! Pure, I/O-free log parsers for sluice.
+//!
+//! * [`Format`]: a header format, either a preset (`json`, `logfmt`, `syslog`,
+//!   `nginx_combined`, `apache_common`, `apache_combined`, `go_std`, `klog`) or a
+//!   [`format::FormatString`] such as `"{timestamp} {level} [{logger}] {message}"`.
+//! * [`templates::TemplateSet`]: printf templates → named events, matched in one pass.
+//! * [`timestamp`] and [`Level`]: recognition and normalisation.
+//!
+//! Parsers read a line as a [`ByteStr`] and return fields that are zero-copy slices of
+//! it where possible. Nothing here blocks, allocates per byte, or panics on any input
+//! (the `fuzz/` targets check that).
+
+pub mod access;
+pub mod format;
+pub mod goklog;
+pub mod json;
+pub mod level;
+pub mod logfmt;
+pub mod placeholder;
+pub mod syslog;
+pub mod templates;
+pub mod timestamp;
+
+pub use level::Level;
+pub use timestamp::Context;
+
+use sluice_event::{ByteStr, Fields, Timestamp};
+use std::borrow::Cow;
+use std::fmt;
+
+/// What a parser extracted from one line.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub timestamp: Option<Timestamp>,
+    /// A timestamp that was present but not understood (kept; the event is marked).
+    pub bad_timestamp: Option<ByteStr>,
+    pub level: Option<Level>,
+    /// The message text, when the format separates it from the header.
+    pub message: Option<ByteStr>,
+    pub fields: Fields,
+}
+
+impl Parsed {
+    pub fn clear(&mut self) {
+        *self = Parsed::default();
+    }
+}
+
+/// Why a line did not fit its format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub Cow<'static, str>);
+
+impl ParseError {
+    pub fn new(s: impl Into<Cow<'static, str>>) -> ParseError {
+        ParseError(s.into())
+    }
+    pub(crate) fn at(what: &str, lit: &str, pos: usize) -> ParseError {
+        ParseError(Cow::Owned(format!("{what} `{lit}` at column {}", pos + 1)))
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Preset names, for error messages.
+pub const PRESETS: [&str; 8] = ["json", "logfmt", "syslog", "nginx_combined", "apache_common", "apache_combined", "go_std", "klog"];
+
+/// A compiled header format.
+#[derive(Debug)]
+pub enum Format {
+    Json(json::JsonParser),
+    Logfmt,
+    Syslog,
+    Access(access::Flavor),
+    GoStd,
+    Klog,
+    String(format::FormatString),
+}
+
+impl Format {
+    /// A preset name, or a format string (anything containing `{`).
+    pub fn compile(spec: &str, timestamp_format: Option<&str>) -> Result<Format, String> {
+        Ok(match spec {
+            "json" => Format::Json(json::JsonParser::default()),
+            "logfmt" => Format::Logfmt,
+            "syslog" => Format::Syslog,
+            "nginx_combined" => Format::Access(access::Flavor::NginxCombined),
+            "apache_common" => Format::Access(access::Flavor::ApacheCommon),
+            "apache_combined" => Format::Access(access::Flavor::ApacheCombined),
+            "go_std" => Format::GoStd,
+            "klog" => Format::Klog,
+            s if s.contains('{') => Format::String(format::FormatString::compile(s, timestamp_format)?),
+            other => {
+                return Err(format!(
+                    "unknown format `{other}`: expected a preset ({}) or a format string with {{placeholders}}",
+                    PRESETS.join(", ")
+                ))
+            }
+        })
+    }
+
+    /// Parse one line into `out` (cleared by the caller).
+    pub fn parse(&self, line: &ByteStr, ctx: &Context, out: &mut Parsed) -> Result<(), ParseError> {
+        match self {
+            Format::Json(j) => j.parse(line, ctx, out),
+            Format::Logfmt => logfmt::parse(line, ctx, out),
+            Format::Syslog => syslog::parse(line, ctx, out),
+            Format::Access(f) => access::parse(*f, line, ctx, out),
+            Format::GoStd => goklog::parse_go(line, ctx, out),
+            Format::Klog => goklog::parse_klog(line, ctx, out),
+            Format::String(f) => f.parse(line, ctx, out),
+        }
+    }
+}
