@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod lines;
+pub mod multiline;
 pub mod registry;
 pub mod sources;
 pub mod stats;

@@ -16,7 +16,9 @@ pub const SOURCES: &[(&str, SourceBuilder)] = &[
     ("stdin", source::<sources::stdin::StdinSourceConfig>),
 ];
 
-pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[];
+pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
+    ("parse", transform::<sluice_transforms::parse::ParseConfig>),
+];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[
     ("file", sink::<sinks::file::FileSinkConfig>),
@@ -33,7 +35,6 @@ fn source<T: DeserializeOwned + SourceConfig>(cfg: &Config, c: &Component) -> Re
     t.build().map_err(|e| located(cfg, c, e))
 }
 
-#[allow(dead_code)]
 fn transform<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Transform>, Diagnostic> {
     let t: T = cfg.decode(c)?;
     t.build().map_err(|e| located(cfg, c, e))

@@ -18,6 +18,8 @@ pub struct ComponentStats {
     started: AtomicBool,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     retries: AtomicU64,
+    parse_errors: AtomicU64,
+    m_parse_errors: Counter,
     m_in: Counter,
     m_out: Counter,
     m_bytes: Counter,
@@ -43,6 +45,8 @@ impl ComponentStats {
             started: AtomicBool::new(false),
             dropped: Mutex::new(BTreeMap::new()),
             retries: AtomicU64::new(0),
+            parse_errors: AtomicU64::new(0),
+            m_parse_errors: counter!("sluice_parse_errors_total", &l),
             m_in: counter!("sluice_events_in_total", &l),
             m_out: counter!("sluice_events_out_total", &l),
             m_bytes: counter!("sluice_bytes_in_total", &l),
@@ -71,6 +75,12 @@ impl ComponentStats {
         l.push(("reason", reason.to_string()));
         counter!("sluice_events_dropped_total", &l).increment(n);
     }
+    pub fn parse_errors(&self, n: u64) {
+        if n > 0 {
+            self.parse_errors.fetch_add(n, Relaxed);
+            self.m_parse_errors.increment(n);
+        }
+    }
     pub fn retry(&self) {
         self.retries.fetch_add(1, Relaxed);
         self.m_retries.increment(1);
@@ -97,6 +107,7 @@ impl ComponentStats {
             events_dropped: self.dropped.lock().unwrap().clone(),
             unread_bytes: (self.kind == "source").then(|| self.unread_bytes.load(Relaxed)),
             sink_retries: (self.kind == "sink").then(|| self.retries.load(Relaxed)),
+            parse_errors: (self.kind == "transform").then(|| self.parse_errors.load(Relaxed)),
         }
     }
 }
@@ -115,4 +126,6 @@ pub struct StatusEntry {
     pub unread_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink_retries: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_errors: Option<u64>,
 }

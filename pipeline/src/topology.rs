@@ -259,8 +259,9 @@ fn run_transform(
     };
     while let Some(batch) = rx.blocking_recv() {
         stats.events_in(batch.len() as u64, 0);
-        let d = t.process(batch, &mut emit);
-        stats.dropped(d.count, d.reason);
+        let o = t.process(batch, &mut emit);
+        stats.dropped(o.dropped, o.reason);
+        stats.parse_errors(o.errors);
     }
     t.finish(&mut emit);
 }

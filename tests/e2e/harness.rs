@@ -25,10 +25,15 @@ pub struct Sluice {
 impl Sluice {
     /// Start `sluice run --config <dir>/sluice.toml` with `config` written there.
     pub fn start(dir: &Path, config: &str) -> Sluice {
+        Sluice::start_with_env(dir, config, &[])
+    }
+
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, String)]) -> Sluice {
         let cfg = dir.join("sluice.toml");
         std::fs::write(&cfg, config).unwrap();
         let stderr_path = dir.join(format!("stderr-{:x}.log", rand_u64()));
         let child = sluice()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["run", "--config", cfg.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -175,4 +180,14 @@ pub fn header(dir: &Path, api_port: Option<u16>) -> String {
         None => "[api]\nenabled = false\n".to_string(),
     };
     format!("data_dir = \"{}\"\n{api}", dir.join("data").display())
+}
+
+/// `../shared` beside the repository, if present (it is in CI, not on a user's machine).
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    p.join("corpus/gen_legacy_logs.py").exists().then(|| p.canonicalize().unwrap())
+}
+
+pub fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
 }

@@ -5,5 +5,6 @@ mod harness;
 
 mod api;
 mod config_errors;
+mod corpus;
 mod stdin;
 mod tail;

@@ -4,6 +4,8 @@
 //! (no tokio). The pipeline runs each transform on its own thread and moves the
 //! acknowledgement tokens along with the batches (see `sluice_event::ack`).
 
+pub mod parse;
+
 use sluice_event::Batch;
 
 /// Receives a transform's output batches. `output` is `None` for the default output, or
@@ -20,9 +22,9 @@ impl<F: FnMut(Option<&str>, Batch)> Emit for F {
 
 /// A running transform.
 pub trait Transform: Send {
-    /// Process one batch. Events that are dropped must be counted by the transform via
-    /// the returned [`Dropped`] so the pipeline can report them.
-    fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Dropped;
+    /// Process one batch. Dropped events and parse failures are reported in the returned
+    /// [`Outcome`] so the pipeline can count them.
+    fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Outcome;
     /// Called when no more input will arrive: emit anything held back.
     fn finish(&mut self, _out: &mut dyn Emit) {}
     /// Named outputs besides the default one.
@@ -31,11 +33,15 @@ pub trait Transform: Send {
     }
 }
 
-/// Events a transform dropped on purpose, by reason.
+/// What happened to one batch besides the events emitted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped {
-    pub count: u64,
+pub struct Outcome {
+    /// Events dropped on purpose.
+    pub dropped: u64,
+    /// Why (a metric label, e.g. `parse_error`, `filtered`).
     pub reason: &'static str,
+    /// Events that failed to parse (dropped or passed on with `parse_error`).
+    pub errors: u64,
 }
 
 

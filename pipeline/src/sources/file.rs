@@ -17,6 +17,7 @@
 use super::checkpoint::{Checkpoints, Entry, Fingerprint, Saved};
 use super::{Source, SourceConfig, SourceContext};
 use crate::lines::{Line, LineSplitter};
+use crate::multiline::{Aggregator, MultilineConfig, Rule};
 use bytes::BytesMut;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
@@ -66,6 +67,8 @@ pub struct FileSourceConfig {
     /// Stop (and let the pipeline drain and exit) once every file is read to its end.
     #[serde(default)]
     pub stop_at_eof: bool,
+    /// Fold multi-line records: `{ mode = "java" }` or `{ start_pattern = "…", timeout_ms = 1000 }`.
+    pub multiline: Option<MultilineConfig>,
 }
 
 fn default_max_line() -> usize {
@@ -104,13 +107,18 @@ impl SourceConfig for FileSourceConfig {
         if !(1..=65536).contains(&self.fingerprint_bytes) {
             return Err(OptionError::new("fingerprint_bytes", "`fingerprint_bytes` must be between 1 and 65536"));
         }
-        Ok(Box::new(FileSource { cfg: self.clone(), exclude }))
+        let multiline = match &self.multiline {
+            Some(m) => Some(m.compile().map_err(|e| OptionError::new("multiline", e))?),
+            None => None,
+        };
+        Ok(Box::new(FileSource { cfg: self.clone(), exclude, multiline }))
     }
 }
 
 pub struct FileSource {
     cfg: FileSourceConfig,
     exclude: GlobSet,
+    multiline: Option<(Rule, Duration)>,
 }
 
 /// One open file being read.
@@ -124,6 +132,8 @@ struct Tracked {
     /// Next byte to read.
     read_pos: u64,
     splitter: LineSplitter,
+    /// Multi-line record assembly (if configured).
+    agg: Option<Aggregator>,
     fp: Fingerprint,
     /// When the file stopped being at an included path (renamed, deleted, or a copy).
     rotated_since: Option<Instant>,
@@ -135,6 +145,7 @@ struct Tracked {
 
 struct Reader<'a> {
     cfg: &'a FileSourceConfig,
+    multiline: &'a Option<(Rule, Duration)>,
     exclude: &'a GlobSet,
     ctx: &'a SourceContext,
     cp: Arc<Checkpoints>,
@@ -175,6 +186,7 @@ impl Source for FileSource {
         let first_run = saved.is_empty();
         let mut r = Reader {
             cfg: &self.cfg,
+            multiline: &self.multiline,
             exclude: &self.exclude,
             ctx: &ctx,
             cp,
@@ -220,6 +232,7 @@ impl Reader<'_> {
                 i += 1;
             }
             self.close_finished();
+            self.flush_expired_records();
             if !progressed {
                 if self.cfg.stop_at_eof && self.files.iter().all(|t| t.at_eof) {
                     // Flush lines without a trailing newline at the very end.
@@ -317,7 +330,7 @@ impl Reader<'_> {
         fp: Fingerprint,
         start: u64,
         key: Option<u64>,
-        splitter: Option<LineSplitter>,
+        carried: Option<(LineSplitter, Option<Aggregator>)>,
     ) {
         let path_s = path.to_string_lossy().to_string();
         let key = match key {
@@ -329,6 +342,10 @@ impl Reader<'_> {
             }
         };
         let now = Instant::now();
+        let (splitter, agg) = match carried {
+            Some((s, a)) => (s, a),
+            None => (LineSplitter::new(self.cfg.max_line_bytes, start), self.new_aggregator()),
+        };
         self.files.push(Tracked {
             key,
             file,
@@ -336,7 +353,8 @@ impl Reader<'_> {
             path: path.to_path_buf(),
             origin: OriginInfo::new(&self.ctx.name, Some(&path_s)),
             read_pos: start,
-            splitter: splitter.unwrap_or_else(|| LineSplitter::new(self.cfg.max_line_bytes, start)),
+            splitter,
+            agg,
             fp,
             rotated_since: None,
             last_data: now,
@@ -344,6 +362,10 @@ impl Reader<'_> {
             at_eof: false,
             size: meta.len(),
         });
+    }
+
+    fn new_aggregator(&self) -> Option<Aggregator> {
+        self.multiline.as_ref().map(|(rule, t)| Aggregator::new(rule.clone(), *t, self.cfg.max_line_bytes))
     }
 
     /// Streams saved by the previous run whose file is no longer at an included path:
@@ -438,14 +460,20 @@ impl Reader<'_> {
         let mut events: Vec<Event> = Vec::with_capacity(max_events.min(n / 32 + 16));
         let mut full: Vec<(Vec<Event>, u64)> = Vec::new();
         let mut last_end = 0;
-        t.splitter.push(data, &mut |l: Line| {
+        let mut emit = |l: Line| {
             last_end = l.end;
             events.push(l.into_event(ts, &origin));
             if events.len() >= max_events {
                 full.push((std::mem::replace(&mut events, Vec::with_capacity(max_events)), last_end));
             }
-        });
-        let consumed = t.splitter.consumed();
+        };
+        let Tracked { splitter, agg, .. } = t;
+        match agg {
+            Some(a) => splitter.push(data, &mut |l: Line| a.push(l, &mut emit)),
+            None => splitter.push(data, &mut emit),
+        }
+        // Never checkpoint past a record that is still being assembled.
+        let consumed = agg.as_ref().and_then(Aggregator::held_from).unwrap_or(splitter.consumed());
         let key = t.key;
         for (evs, end) in full {
             self.send(key, evs, end);
@@ -510,13 +538,14 @@ impl Reader<'_> {
         let path_s = path.to_string_lossy().to_string();
         self.cp.register(new_key, Entry { path: path_s, fingerprint: new_fp, offset: 0, closed: false });
         let max_line = self.cfg.max_line_bytes;
-        let old_splitter = {
+        let fresh_agg = self.new_aggregator();
+        let (old_splitter, old_agg) = {
             let t = &mut self.files[i];
             t.key = new_key;
             t.fp = new_fp;
             t.read_pos = 0;
             t.at_eof = false;
-            std::mem::replace(&mut t.splitter, LineSplitter::new(max_line, 0))
+            (std::mem::replace(&mut t.splitter, LineSplitter::new(max_line, 0)), std::mem::replace(&mut t.agg, fresh_agg))
         };
         match self.find_by_fingerprint(&path, old_fp, old_pos) {
             Some((copy_path, file, meta)) => {
@@ -524,7 +553,7 @@ impl Reader<'_> {
                     path = %path.display(), copy = %copy_path.display(), offset = old_pos,
                     "file truncated (copytruncate); reading the rest from the rotated copy"
                 );
-                self.track(file, &meta, &copy_path, old_fp, old_pos, Some(old_key), Some(old_splitter));
+                self.track(file, &meta, &copy_path, old_fp, old_pos, Some(old_key), Some((old_splitter, old_agg)));
                 let t = self.files.last_mut().unwrap();
                 t.rotated_since = Some(Instant::now());
             }
@@ -534,9 +563,18 @@ impl Reader<'_> {
                     "file truncated and no rotated copy with the same content found; lines written after offset {old_pos} before the truncation cannot be read"
                 );
                 let mut s = old_splitter;
+                let mut agg = old_agg;
                 let origin = self.files[i].origin.clone();
                 let mut events = Vec::new();
-                s.finish(&mut |l: Line| events.push(l.into_event(Timestamp::now(), &origin)));
+                let ts = Timestamp::now();
+                let mut emit = |l: Line| events.push(l.into_event(ts, &origin));
+                match &mut agg {
+                    Some(a) => {
+                        s.finish(&mut |l: Line| a.push(l, &mut emit));
+                        a.flush(&mut emit);
+                    }
+                    None => s.finish(&mut emit),
+                }
                 if !events.is_empty() {
                     self.send(old_key, events, s.consumed());
                 }
@@ -549,15 +587,43 @@ impl Reader<'_> {
     /// Emit the partial last line of stream `i` (end of its input).
     fn finish_stream(&mut self, i: usize) {
         let t = &mut self.files[i];
-        if t.splitter.pending() == 0 {
+        if t.splitter.pending() == 0 && t.agg.as_ref().is_none_or(|a| a.held_from().is_none()) {
             return;
         }
         let origin = t.origin.clone();
         let mut events = Vec::new();
-        t.splitter.finish(&mut |l: Line| events.push(l.into_event(Timestamp::now(), &origin)));
+        let ts = Timestamp::now();
+        let mut emit = |l: Line| events.push(l.into_event(ts, &origin));
+        let Tracked { splitter, agg, .. } = t;
+        match agg {
+            Some(a) => {
+                splitter.finish(&mut |l: Line| a.push(l, &mut emit));
+                a.flush(&mut emit);
+            }
+            None => splitter.finish(&mut emit),
+        }
         let (key, end) = (t.key, t.splitter.consumed());
         if !events.is_empty() {
             self.send(key, events, end);
+        }
+    }
+
+    /// Emit multi-line records that waited longer than the timeout for more lines.
+    fn flush_expired_records(&mut self) {
+        for i in 0..self.files.len() {
+            let t = &mut self.files[i];
+            let Some(a) = &mut t.agg else { continue };
+            if a.held_from().is_none() {
+                continue;
+            }
+            let origin = t.origin.clone();
+            let mut events = Vec::new();
+            let ts = Timestamp::now();
+            a.flush_expired(&mut |l: Line| events.push(l.into_event(ts, &origin)));
+            if !events.is_empty() {
+                let (key, end) = (t.key, t.splitter.consumed());
+                self.send(key, events, end);
+            }
         }
     }
 

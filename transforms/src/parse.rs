@@ -1,0 +1,320 @@
+//! Transform `parse`: a header format, then printf templates on the message.
+//!
+//! ```toml
+//! [transforms.payments]
+//! type = "parse"
+//! inputs = ["payments_log"]
+//! format = "{timestamp} {level} [{logger}] [{trace_id}] {message}"   # or a preset
+//! templates = [{ event = "payment_failed", pattern = "Payment failed for user {user_id}: {error}" }]
+//! templates_file = "templates/payments.toml"   # the same list, as [[templates]]
+//! infer_level = false
+//! on_error = "pass"                            # or "drop"
+//! default_event = "http_request"               # event for lines no template matches
+//! ```
+//!
+//! A line that does not fit the format keeps its raw text as `message` and gets
+//! `parse_error` with the reason (or is dropped and counted with `on_error = "drop"`).
+//! An unrecognised timestamp is kept in `timestamp_raw` and marked with
+//! `timestamp_error`; the event keeps its ingest time.
+
+use crate::{Emit, OptionError, Outcome, Transform, TransformConfig};
+use serde::Deserialize;
+use sluice_event::{Batch, ByteStr, Event, Timestamp, Value};
+use sluice_parsers::templates::{Scratch, TemplateSet, TemplateSpec};
+use sluice_parsers::{level, Context, Format, Parsed};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Pass,
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateEntry {
+    pub event: String,
+    pub pattern: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseConfig {
+    /// A preset (`json`, `logfmt`, `syslog`, `nginx_combined`, `apache_common`,
+    /// `apache_combined`, `go_std`, `klog`) or a format string. Without it, only the
+    /// templates are applied to the message.
+    pub format: Option<String>,
+    /// strftime layout for `{timestamp}` when it is not one of the recognised layouts.
+    pub timestamp_format: Option<String>,
+    #[serde(default)]
+    pub infer_level: bool,
+    #[serde(default)]
+    pub templates: Vec<TemplateEntry>,
+    pub templates_file: Option<String>,
+    #[serde(default)]
+    pub on_error: OnError,
+    pub default_event: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplatesFile {
+    templates: Vec<TemplateEntry>,
+}
+
+impl TransformConfig for ParseConfig {
+    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+        Ok(Box::new(self.compile()?))
+    }
+}
+
+impl ParseConfig {
+    pub fn compile(&self) -> Result<Parse, OptionError> {
+        let format = match &self.format {
+            Some(f) => Some(Format::compile(f, self.timestamp_format.as_deref()).map_err(|m| OptionError::new("format", m))?),
+            None => None,
+        };
+        if let Some(tf) = &self.timestamp_format {
+            if !tf.contains('%') {
+                return Err(OptionError::new("timestamp_format", format!("\"{tf}\" has no strftime field such as %Y")));
+            }
+        }
+        let mut specs: Vec<TemplateSpec> =
+            self.templates.iter().map(|t| TemplateSpec { event: t.event.clone(), pattern: t.pattern.clone() }).collect();
+        if let Some(path) = &self.templates_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| OptionError::new("templates_file", format!("cannot read \"{path}\": {e}")))?;
+            let file: TemplatesFile = toml::from_str(&text).map_err(|e| {
+                OptionError::new("templates_file", format!("\"{path}\": {}", e.to_string().replace('\n', " ")))
+            })?;
+            specs.extend(file.templates.into_iter().map(|t| TemplateSpec { event: t.event, pattern: t.pattern }));
+        }
+        let templates = TemplateSet::compile(&specs).map_err(|m| OptionError::new("templates", m))?;
+        Ok(Parse {
+            format,
+            templates,
+            infer_level: self.infer_level,
+            on_error: self.on_error,
+            default_event: self.default_event.as_deref().map(ByteStr::from),
+            scratch: Scratch::default(),
+            parsed: Parsed::default(),
+        })
+    }
+}
+
+pub struct Parse {
+    format: Option<Format>,
+    templates: TemplateSet,
+    infer_level: bool,
+    on_error: OnError,
+    default_event: Option<ByteStr>,
+    scratch: Scratch,
+    parsed: Parsed,
+}
+
+fn level_value(l: sluice_parsers::Level) -> Value {
+    Value::Str(ByteStr::from_static(l.as_str()))
+}
+
+impl Parse {
+    /// Parse one event in place. Returns false if it failed the format.
+    pub fn apply(&mut self, e: &mut Event, ctx: &Context) -> Result<(), String> {
+        let line = match &e.message {
+            Some(m) => m.clone(),
+            // SAFETY: `message` is None only when the raw bytes are valid UTF-8.
+            None => unsafe { ByteStr::from_utf8_unchecked(e.raw.clone()) },
+        };
+        if let Some(fmt) = &self.format {
+            self.parsed.clear();
+            fmt.parse(&line, ctx, &mut self.parsed).map_err(|err| err.0.into_owned())?;
+            let p = std::mem::take(&mut self.parsed);
+            if let Some(t) = p.timestamp {
+                e.timestamp = t;
+            }
+            if let Some(bad) = p.bad_timestamp {
+                e.fields.insert("timestamp_raw", Value::Str(bad));
+                e.fields.insert("timestamp_error", Value::Str(ByteStr::from_static("unrecognised timestamp")));
+            }
+            match p.level {
+                Some(l) => e.fields.insert("level", level_value(l)),
+                None => {
+                    if self.infer_level && e.fields.get("level").is_none() {
+                        let msg = p.message.as_ref().map_or(line.as_str(), |m| m.as_str());
+                        e.fields.insert("level", level_value(level::infer(msg)));
+                    }
+                }
+            }
+            if let Some(m) = p.message {
+                e.message = Some(m);
+            }
+            if e.fields.is_empty() {
+                e.fields = p.fields;
+            } else {
+                for (k, v) in p.fields.iter() {
+                    e.fields.insert(k, v.clone());
+                }
+            }
+        } else if self.infer_level && e.fields.get("level").is_none() {
+            e.fields.insert("level", level_value(level::infer(line.as_str())));
+        }
+        if !self.templates.is_empty() {
+            let mut msg = match &e.message {
+                Some(m) => m.clone(),
+                None => line,
+            };
+            // A multi-line record (message + stack trace): the template describes the
+            // first line; the rest is kept as `stack_trace`.
+            if let Some(nl) = memchr::memchr(b'\n', msg.as_str().as_bytes()) {
+                let text = msg.as_str();
+                let rest = msg.slice_str(&text[nl + 1..]);
+                e.fields.insert("stack_trace", Value::Str(rest));
+                msg = msg.slice_str(&text[..nl]);
+            }
+            if let Some(m) = self.templates.matches(&msg, &mut e.fields, &mut self.scratch) {
+                e.fields.insert("event", Value::Str(ByteStr::from(m.event.as_str())));
+                e.fields.insert("template_id", Value::Str(ByteStr::from(m.template_id.as_str())));
+                return Ok(());
+            }
+        }
+        if let Some(d) = &self.default_event {
+            if e.fields.get("event").is_none() {
+                e.fields.insert("event", Value::Str(d.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transform for Parse {
+    fn process(&mut self, mut batch: Batch, out: &mut dyn Emit) -> Outcome {
+        let ctx = Context { now: Timestamp::now() };
+        let mut outcome = Outcome { reason: "parse_error", ..Outcome::default() };
+        let mut failed: Vec<usize> = Vec::new();
+        for (i, e) in batch.events.iter_mut().enumerate() {
+            if let Err(reason) = self.apply(e, &ctx) {
+                outcome.errors += 1;
+                match self.on_error {
+                    OnError::Pass => e.fields.insert("parse_error", Value::Str(reason.into())),
+                    OnError::Drop => failed.push(i),
+                }
+            }
+        }
+        if !failed.is_empty() {
+            outcome.dropped = failed.len() as u64;
+            let mut k = 0;
+            let mut idx = 0;
+            batch.events.retain(|_| {
+                let keep = failed.get(k) != Some(&idx);
+                if !keep {
+                    k += 1;
+                }
+                idx += 1;
+                keep
+            });
+        }
+        if !batch.events.is_empty() || !batch.acks.is_empty() {
+            out.emit(None, batch);
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_event::{Origin, OriginInfo};
+
+    fn cfg(toml_text: &str) -> ParseConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn run(c: &ParseConfig, lines: &[&str]) -> (Vec<Event>, Outcome) {
+        let mut t = c.compile().unwrap();
+        let info = OriginInfo::new("s", None);
+        let events = lines
+            .iter()
+            .map(|l| Event::from_line(Bytes::copy_from_slice(l.as_bytes()), Timestamp(0), Origin { info: info.clone(), offset: 0 }))
+            .collect();
+        let mut got = Vec::new();
+        let o = t.process(Batch::new(events), &mut |_: Option<&str>, b: Batch| got.extend(b.events));
+        (got, o)
+    }
+
+    fn s<'a>(e: &'a Event, k: &str) -> Option<&'a str> {
+        e.fields.get(k).and_then(|v| v.as_str())
+    }
+
+    #[test]
+    fn header_and_templates() {
+        let c = cfg(r#"
+format = "{timestamp} {level} [{logger}] [{trace_id}] {message}"
+templates = [
+  { event = "payment_failed", pattern = "Payment failed for user {user_id:int}: {error}" },
+  { event = "health_check_ok", pattern = "health check ok" },
+]
+"#);
+        let (ev, o) = run(&c, &[
+            "2026-11-21 01:01:35,654 ERROR [payments.service] [6b4b] Payment failed for user 42: Card declined",
+            "2026-11-21 01:02:35,620 INFO [payments.health] [-] health check ok",
+            "2026-11-21 01:02:36,000 INFO [payments.x] [-] something unknown",
+            "garbage line",
+        ]);
+        assert_eq!(o.errors, 1);
+        assert_eq!(ev[0].timestamp.to_rfc3339(), "2026-11-21T01:01:35.654Z");
+        assert_eq!(s(&ev[0], "level"), Some("error"));
+        assert_eq!(s(&ev[0], "event"), Some("payment_failed"));
+        assert_eq!(ev[0].fields.get("user_id"), Some(&Value::Int(42)));
+        assert_eq!(s(&ev[0], "error"), Some("Card declined"));
+        assert_eq!(s(&ev[0], "trace_id"), Some("6b4b"));
+        assert_eq!(s(&ev[0], "template_id").unwrap().len(), 16);
+        assert_eq!(ev[0].message(), "Payment failed for user 42: Card declined");
+        assert_eq!(s(&ev[1], "event"), Some("health_check_ok"));
+        assert!(ev[1].fields.get("trace_id").is_none());
+        assert!(ev[2].fields.get("event").is_none());
+        // Not dropped: raw text kept, marked.
+        assert_eq!(ev[3].message(), "garbage line");
+        assert!(s(&ev[3], "parse_error").unwrap().contains("expected"), "{:?}", ev[3].fields);
+    }
+
+    #[test]
+    fn drop_on_error_and_json_message_templates() {
+        let c = cfg("format = \"json\"\non_error = \"drop\"\ntemplates = [{ event = \"cart_updated\", pattern = \"cart updated\" }]\n");
+        let (ev, o) = run(&c, &[r#"{"msg":"cart updated","level":"info","items":2}"#, r#"{"msg": trunc"#]);
+        assert_eq!(o, Outcome { dropped: 1, reason: "parse_error", errors: 1 });
+        assert_eq!(ev.len(), 1);
+        assert_eq!(s(&ev[0], "event"), Some("cart_updated"));
+        assert_eq!(ev[0].fields.get("items"), Some(&Value::Int(2)));
+    }
+
+    #[test]
+    fn infer_level_and_bad_timestamp() {
+        let c = cfg("format = \"{timestamp} gateway: {message}\"\ninfer_level = true\n");
+        let (ev, _) = run(&c, &["2026/11/21 01:01:30.028562 gateway: retrying bank-gw", "later gateway: x"]);
+        assert_eq!(s(&ev[0], "level"), Some("warn"));
+        assert_eq!(s(&ev[1], "timestamp_raw"), Some("later"));
+        assert_eq!(ev[1].timestamp, Timestamp(0));
+    }
+
+    #[test]
+    fn multi_line_record_matches_first_line() {
+        let c = cfg("format = \"{level} {message}\"\ntemplates = [{ event = \"publish_failed\", pattern = \"Failed to publish order {order_id}: {error}\" }]\n");
+        let (ev, _) = run(&c, &["ERROR Failed to publish order ORD-1: Read timed out\njava.net.SocketTimeoutException: x\n\tat a.b(C.java:1)"]);
+        assert_eq!(s(&ev[0], "event"), Some("publish_failed"));
+        assert_eq!(s(&ev[0], "error"), Some("Read timed out"));
+        assert_eq!(s(&ev[0], "stack_trace"), Some("java.net.SocketTimeoutException: x\n\tat a.b(C.java:1)"));
+        assert!(ev[0].message().starts_with("Failed to publish order ORD-1: Read timed out\njava"));
+    }
+
+    #[test]
+    fn config_errors_name_the_option() {
+        let e = cfg("format = \"nope\"").compile().err().unwrap();
+        assert_eq!(e.key, "format");
+        assert!(e.message.contains("unknown format `nope`"));
+        let e = cfg("templates = [{ event = \"x\", pattern = \"{a}{b}\" }]").compile().err().unwrap();
+        assert_eq!(e.key, "templates");
+        let e = cfg("templates_file = \"/nonexistent.toml\"").compile().err().unwrap();
+        assert_eq!(e.key, "templates_file");
+    }
+}
