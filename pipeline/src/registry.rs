@@ -18,6 +18,7 @@ pub const SOURCES: &[(&str, SourceBuilder)] = &[
 
 pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("parse", transform::<sluice_transforms::parse::ParseConfig>),
+    ("regex", transform::<sluice_transforms::regex::RegexConfig>),
 ];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[
