@@ -31,8 +31,8 @@ enum Piece {
 
 #[derive(Debug)]
 struct Compiled {
-    event: SmolStr,
-    id: SmolStr,
+    event: ByteStr,
+    id: ByteStr,
     pattern: String,
     pieces: Vec<Piece>,
     literal_len: usize,
@@ -60,8 +60,8 @@ pub struct Scratch {
 
 /// A successful match.
 pub struct Match<'t> {
-    pub event: &'t SmolStr,
-    pub template_id: &'t SmolStr,
+    pub event: &'t ByteStr,
+    pub template_id: &'t ByteStr,
     pub pattern: &'t str,
 }
 
@@ -99,8 +99,8 @@ impl TemplateSet {
                 }
             }
             templates.push(Compiled {
-                event: SmolStr::new(s.event.trim()),
-                id: SmolStr::new(template_id(&s.pattern)),
+                event: ByteStr::from(s.event.trim()),
+                id: ByteStr::from(template_id(&s.pattern)),
                 pattern: s.pattern.clone(),
                 pieces,
                 literal_len,

@@ -172,8 +172,8 @@ impl Parse {
                 msg = msg.slice_str(&text[..nl]);
             }
             if let Some(m) = self.templates.matches(&msg, &mut e.fields, &mut self.scratch) {
-                e.fields.insert("event", Value::Str(ByteStr::from(m.event.as_str())));
-                e.fields.insert("template_id", Value::Str(ByteStr::from(m.template_id.as_str())));
+                e.fields.insert("event", Value::Str(m.event.clone()));
+                e.fields.insert("template_id", Value::Str(m.template_id.clone()));
                 return Ok(());
             }
         }
