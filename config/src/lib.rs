@@ -148,7 +148,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             batch_max_events: 4096,
             batch_max_bytes: 1 << 20,
-            buffer_batches: 8,
+            buffer_batches: 4,
             drain_timeout_secs: 30,
         }
     }

@@ -428,3 +428,40 @@ fn fan_in_two_sources_one_sink() {
     assert_eq!(two.lines().count(), 200);
     assert!(two.lines().all(|l| l.contains("\"source\":\"two\"")));
 }
+
+/// Multiline through the real file source: records are folded, and the last record is
+/// flushed by the timeout while sluice keeps running (never held forever).
+#[test]
+fn multiline_start_pattern_and_timeout_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = dir.path().join("out");
+    let cfg = file_config(dir.path(), &out, "multiline = { start_pattern = \"^\\\\d{4}-\", timeout_ms = 1000 }");
+    let a = logs.join("a.log");
+    std::fs::write(&a, "2026-01 first\n  detail one\n  detail two\n2026-02 second\n2026-03 third\ncontinued\n").unwrap();
+    let mut s = Sluice::start(dir.path(), &cfg);
+    // All three records arrive, the last one only through the timeout.
+    assert!(wait_until(Duration::from_secs(10), || read_events(&out).len() >= 3), "stderr: {}", s.stderr());
+    let ev = read_events(&out);
+    let msgs: Vec<&str> = ev.iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(msgs, vec!["2026-01 first\n  detail one\n  detail two", "2026-02 second", "2026-03 third\ncontinued"]);
+    assert_eq!(ev[1]["offset"], 40);
+    // A record in progress is not checkpointed: kill -9 while it is held, restart, and
+    // it arrives whole.
+    append_raw(&a, "2026-04 fourth\n  part");
+    std::thread::sleep(Duration::from_millis(100));
+    s.signal(libc::SIGKILL);
+    let _ = s.child.wait();
+    append_raw(&a, " two\n2026-05 fifth\n");
+    let mut s = Sluice::start(dir.path(), &cfg);
+    assert!(wait_until(Duration::from_secs(10), || read_events(&out).len() >= 5), "stderr: {}", s.stderr());
+    assert_eq!(s.terminate(Duration::from_secs(20)), 0);
+    let msgs: Vec<String> = read_events(&out).iter().map(|e| e["message"].as_str().unwrap().to_string()).collect();
+    assert!(msgs.contains(&"2026-04 fourth\n  part two".to_string()), "{msgs:?}");
+    assert!(msgs.contains(&"2026-05 fifth".to_string()), "{msgs:?}");
+}
+
+fn append_raw(path: &Path, text: &str) {
+    OpenOptions::new().append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+}
