@@ -19,6 +19,7 @@
 //! [`Config::decode`], which turns serde errors into [`Diagnostic`]s that point at
 //! `FILE:LINE:COL` and name the key.
 
+pub mod condition;
 mod graph;
 mod interpolate;
 mod spans;

@@ -19,6 +19,8 @@ pub const SOURCES: &[(&str, SourceBuilder)] = &[
 pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("parse", transform::<sluice_transforms::parse::ParseConfig>),
     ("regex", transform::<sluice_transforms::regex::RegexConfig>),
+    ("filter", transform::<sluice_transforms::filter::FilterConfig>),
+    ("route", transform::<sluice_transforms::filter::RouteConfig>),
 ];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[
