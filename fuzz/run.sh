@@ -12,7 +12,7 @@ targets=("$@")
 export RUSTC_BOOTSTRAP=1
 logs=../examples/quickstart/logs
 seed() {
-  local dir=corpus/$1
+  local dir=corpus/$1 t f
   mkdir -p "$dir"
   [ -n "$(ls -A "$dir" 2>/dev/null)" ] && return
   case $1 in

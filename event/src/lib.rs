@@ -94,6 +94,10 @@ impl Marks {
         self.bits |= bit;
     }
     #[inline]
+    pub fn clear(&mut self, bit: u8) {
+        self.bits &= !bit;
+    }
+    #[inline]
     pub fn has(&self, bit: u8) -> bool {
         self.bits & bit != 0
     }

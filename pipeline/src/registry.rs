@@ -21,6 +21,7 @@ pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("regex", transform::<sluice_transforms::regex::RegexConfig>),
     ("filter", transform::<sluice_transforms::filter::FilterConfig>),
     ("route", transform::<sluice_transforms::filter::RouteConfig>),
+    ("mask", transform::<sluice_transforms::mask::MaskConfig>),
 ];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[

@@ -5,6 +5,7 @@
 //! acknowledgement tokens along with the batches (see `sluice_event::ack`).
 
 pub mod filter;
+pub mod mask;
 pub mod parse;
 pub mod regex;
 
