@@ -109,6 +109,14 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            // Before building: components register their own metrics when built.
+            let prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("sluice: cannot install the metrics recorder: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let built = match registry::build_all(&cfg) {
                 Ok(b) => b,
                 Err(errs) => {
@@ -118,7 +126,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match run(cfg, built) {
+            match run(cfg, built, prometheus) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "sluice failed");
@@ -130,10 +138,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: Config, built: Vec<(sluice_config::Component, registry::Built)>) -> anyhow::Result<ExitCode> {
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+fn run(
+    cfg: Config,
+    built: Vec<(sluice_config::Component, registry::Built)>,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -22,6 +22,7 @@ pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("filter", transform::<sluice_transforms::filter::FilterConfig>),
     ("route", transform::<sluice_transforms::filter::RouteConfig>),
     ("mask", transform::<sluice_transforms::mask::MaskConfig>),
+    ("enrich", transform::<sluice_transforms::enrich::EnrichConfig>),
 ];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[

@@ -19,7 +19,7 @@ pub struct ComponentStats {
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     retries: AtomicU64,
     parse_errors: AtomicU64,
-    m_parse_errors: Counter,
+    m_parse_errors: Option<Counter>,
     m_in: Counter,
     m_out: Counter,
     m_bytes: Counter,
@@ -46,7 +46,7 @@ impl ComponentStats {
             dropped: Mutex::new(BTreeMap::new()),
             retries: AtomicU64::new(0),
             parse_errors: AtomicU64::new(0),
-            m_parse_errors: counter!("sluice_parse_errors_total", &l),
+            m_parse_errors: (kind == "transform").then(|| counter!("sluice_parse_errors_total", &l)),
             m_in: counter!("sluice_events_in_total", &l),
             m_out: counter!("sluice_events_out_total", &l),
             m_bytes: counter!("sluice_bytes_in_total", &l),
@@ -78,7 +78,9 @@ impl ComponentStats {
     pub fn parse_errors(&self, n: u64) {
         if n > 0 {
             self.parse_errors.fetch_add(n, Relaxed);
-            self.m_parse_errors.increment(n);
+            if let Some(c) = &self.m_parse_errors {
+                c.increment(n);
+            }
         }
     }
     pub fn retry(&self) {

@@ -6,5 +6,6 @@ mod harness;
 mod api;
 mod config_errors;
 mod corpus;
+mod stages;
 mod stdin;
 mod tail;

@@ -4,6 +4,7 @@
 //! (no tokio). The pipeline runs each transform on its own thread and moves the
 //! acknowledgement tokens along with the batches (see `sluice_event::ack`).
 
+pub mod enrich;
 pub mod filter;
 pub mod mask;
 pub mod parse;
