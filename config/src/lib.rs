@@ -20,6 +20,7 @@
 //! `FILE:LINE:COL` and name the key.
 
 pub mod condition;
+pub mod units;
 mod graph;
 mod interpolate;
 mod spans;

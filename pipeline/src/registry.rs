@@ -23,6 +23,7 @@ pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("route", transform::<sluice_transforms::filter::RouteConfig>),
     ("mask", transform::<sluice_transforms::mask::MaskConfig>),
     ("enrich", transform::<sluice_transforms::enrich::EnrichConfig>),
+    ("sample", transform::<sluice_transforms::sample::SampleConfig>),
 ];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[
@@ -42,7 +43,7 @@ fn source<T: DeserializeOwned + SourceConfig>(cfg: &Config, c: &Component) -> Re
 
 fn transform<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Transform>, Diagnostic> {
     let t: T = cfg.decode(c)?;
-    t.build().map_err(|e| located(cfg, c, e))
+    t.build(&sluice_transforms::TransformContext { name: c.name.clone() }).map_err(|e| located(cfg, c, e))
 }
 
 fn sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {

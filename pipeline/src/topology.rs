@@ -138,8 +138,9 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
                 }
                 let rx = receivers.remove(&c.name).expect("transform channel");
                 stats.set_started();
+                let rt = tokio::runtime::Handle::current();
                 threads.push(spawn_component(c.name.clone(), "xf", &failed, move || {
-                    run_transform(t, rx, default_out, named, stats);
+                    run_transform(t, rx, default_out, named, stats, rt);
                     Ok(())
                 })?);
             }
@@ -243,6 +244,7 @@ fn run_transform(
     out: Outputs,
     named: HashMap<String, Outputs>,
     stats: Arc<ComponentStats>,
+    rt: tokio::runtime::Handle,
 ) {
     let mut emit = |name: Option<&str>, batch: Batch| {
         let n = batch.len() as u64;
@@ -257,11 +259,26 @@ fn run_transform(
             stats.events_out(n);
         }
     };
-    while let Some(batch) = rx.blocking_recv() {
+    let tick = t.tick_interval();
+    loop {
+        let next = match tick {
+            None => rx.blocking_recv(),
+            Some(every) => match rt.block_on(async { tokio::time::timeout(every, rx.recv()).await }) {
+                Ok(next) => next,
+                Err(_idle) => {
+                    t.tick(&mut emit);
+                    continue;
+                }
+            },
+        };
+        let Some(batch) = next else { break };
         stats.events_in(batch.len() as u64, 0);
         let o = t.process(batch, &mut emit);
         stats.dropped(o.dropped, o.reason);
         stats.parse_errors(o.errors);
+        if tick.is_some() {
+            t.tick(&mut emit);
+        }
     }
     t.finish(&mut emit);
 }

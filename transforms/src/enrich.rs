@@ -175,7 +175,7 @@ fn tracing_log(msg: &str) {
 }
 
 impl TransformConfig for EnrichConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(self.compile()?))
     }
 }

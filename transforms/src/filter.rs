@@ -27,7 +27,7 @@ pub struct FilterConfig {
 }
 
 impl TransformConfig for FilterConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(Filter { when: self.when.clone() }))
     }
 }
@@ -80,7 +80,7 @@ mod indexmap_like {
 }
 
 impl TransformConfig for RouteConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         if self.route.0.is_empty() {
             return Err(OptionError::new("route", "define at least one route, e.g. route.errors = { level_at_least = \"error\" }"));
         }
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn filter_keeps_matching() {
         let c: FilterConfig = toml::from_str("when = { level_at_least = \"warn\" }").unwrap();
-        let mut f = c.build().unwrap();
+        let mut f = c.build(&Default::default()).unwrap();
         let mut got = Vec::new();
         let o = f.process(Batch::new(events()), &mut |_: Option<&str>, b: Batch| got.extend(b.events));
         assert_eq!(got.len(), 3);
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn route_by_condition_with_unmatched() {
         let c: RouteConfig = toml::from_str("route.errors = { level = \"error\" }\nroute.retries = { event = \"retry\" }").unwrap();
-        let mut r = c.build().unwrap();
+        let mut r = c.build(&Default::default()).unwrap();
         assert_eq!(r.outputs(), vec!["errors", "retries", "_unmatched"]);
         let (tx, rx) = std::sync::mpsc::channel();
         let mut b = Batch::new(events());

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod mask;
 pub mod parse;
 pub mod regex;
+pub mod sample;
 
 use sluice_event::Batch;
 
@@ -35,6 +36,12 @@ pub trait Transform: Send {
     fn outputs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// How often `tick` should run while no input arrives (for time-based stages).
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Called periodically (see `tick_interval`): emit what became due.
+    fn tick(&mut self, _out: &mut dyn Emit) {}
 }
 
 /// What happened to one batch besides the events emitted.
@@ -49,9 +56,17 @@ pub struct Outcome {
 }
 
 
-/// A config struct that builds a transform (without side effects).
+/// What a transform knows about where it runs.
+#[derive(Debug, Clone, Default)]
+pub struct TransformContext {
+    /// The component name (`[transforms.NAME]`).
+    pub name: String,
+}
+
+/// A config struct that builds a transform (without side effects beyond reading the
+/// files it names).
 pub trait TransformConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError>;
+    fn build(&self, ctx: &TransformContext) -> Result<Box<dyn Transform>, OptionError>;
 }
 
 pub use sluice_config::OptionError;

@@ -64,7 +64,7 @@ struct TemplatesFile {
 }
 
 impl TransformConfig for ParseConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(self.compile()?))
     }
 }

@@ -148,7 +148,7 @@ pub struct RegexConfig {
 }
 
 impl TransformConfig for RegexConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(self.compile()?))
     }
 }

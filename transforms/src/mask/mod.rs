@@ -90,7 +90,7 @@ pub struct Mask {
 }
 
 impl TransformConfig for MaskConfig {
-    fn build(&self) -> Result<Box<dyn Transform>, OptionError> {
+    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(self.compile()?))
     }
 }
