@@ -2,7 +2,7 @@
 //! `[api] token` set, every request needs `Authorization: Bearer TOKEN`.
 
 use crate::topology::Shared;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/sampling", get(sampling_get).put(sampling_put))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -74,4 +75,22 @@ async fn status(State(st): State<ApiState>) -> Response {
         "components": components,
     }))
     .into_response()
+}
+
+async fn sampling_get() -> Response {
+    Json(serde_json::json!({ "stages": crate::sampling::states() })).into_response()
+}
+
+async fn sampling_put(
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let change: crate::sampling::Change = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid request body: {e}\n")).into_response(),
+    };
+    match crate::sampling::apply(&change, &peer.to_string()) {
+        Ok(states) => Json(serde_json::json!({ "stages": states })).into_response(),
+        Err((code, msg)) => (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), format!("{msg}\n")).into_response(),
+    }
 }

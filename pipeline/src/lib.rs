@@ -9,6 +9,7 @@ pub mod api;
 pub mod lines;
 pub mod multiline;
 pub mod registry;
+pub mod sampling;
 pub mod sources;
 pub mod stats;
 pub mod topology;

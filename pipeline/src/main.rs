@@ -26,6 +26,21 @@ enum Command {
         /// it tails examples/quickstart/logs/*.log and writes NDJSON under ./out/.
         #[arg(short, long, value_name = "FILE")]
         config: Option<String>,
+        /// Start with sampling off in every sample stage (for this run).
+        #[arg(long)]
+        no_sampling: bool,
+    },
+    /// Switch sampling off during an incident, back on, or show its state (through the
+    /// admin API of a running sluice).
+    Sampling {
+        #[command(subcommand)]
+        action: SamplingAction,
+        /// Admin API base URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9598")]
+        api: String,
+        /// Bearer token, if the API requires one.
+        #[arg(long, global = true, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Check a configuration: exit 0 with a one-line summary, or 2 with the errors.
     Validate {
@@ -33,6 +48,80 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum SamplingAction {
+    /// Pass every event (no sampling) for a while, e.g. `--for 30m --reason INC-4211`.
+    Off {
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: String,
+        #[arg(long)]
+        reason: String,
+        /// Only this sample stage (default: all).
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Sample again now.
+    On {
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Show each stage's state and expiry.
+    Status,
+}
+
+fn sampling_cli(action: SamplingAction, api: &str, token: Option<String>) -> ExitCode {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
+    let url = format!("{}/api/v1/sampling", api.trim_end_matches('/'));
+    let who = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    );
+    let req = match &action {
+        SamplingAction::Status => client.get(&url),
+        SamplingAction::Off { for_, reason, stage } => client
+            .put(&url)
+            .json(&serde_json::json!({ "enabled": false, "for": for_, "reason": reason, "stage": stage, "by": who })),
+        SamplingAction::On { stage } => client.put(&url).json(&serde_json::json!({ "enabled": true, "stage": stage, "by": who })),
+    };
+    let req = match token.filter(|t| !t.is_empty()) {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let resp = match req.send() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice sampling: cannot reach the admin API at {api}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let status = resp.status();
+    let body = resp.text().unwrap_or_default();
+    if status.as_u16() == 401 {
+        eprintln!("sluice sampling: unauthorized: give --token or set SLUICE_API_TOKEN");
+        return ExitCode::from(1);
+    }
+    if !status.is_success() {
+        eprintln!("sluice sampling: {status}: {}", body.trim());
+        return ExitCode::from(1);
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let stages = v["stages"].as_array().cloned().unwrap_or_default();
+    if stages.is_empty() {
+        println!("no sample stages");
+    }
+    for s in stages {
+        let name = s["stage"].as_str().unwrap_or("?");
+        if s["sampling"].as_bool().unwrap_or(true) {
+            println!("{name}: sampling on");
+        } else {
+            let until = s["bypass_until"].as_str().unwrap_or("further notice");
+            println!("{name}: sampling OFF until {until} (reason: {}; by {})", s["reason"].as_str().unwrap_or(""), s["by"].as_str().unwrap_or(""));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging() {
@@ -103,7 +192,8 @@ fn main() -> ExitCode {
             println!("{}", summary(&cfg));
             ExitCode::SUCCESS
         }
-        Command::Run { config } => {
+        Command::Sampling { action, api, token } => sampling_cli(action, &api, token),
+        Command::Run { config, no_sampling } => {
             init_logging();
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -126,6 +216,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            sluice_pipeline::sampling::restore(&cfg.data_dir);
+            if no_sampling {
+                sluice_pipeline::sampling::bypass_all_for_this_run();
+            }
             match run(cfg, built, prometheus) {
                 Ok(code) => code,
                 Err(e) => {
@@ -169,7 +263,8 @@ fn run(
             let addr = listener.local_addr()?;
             tracing::info!(address = %addr, auth = state.token.is_some(), "admin API listening");
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, api::router(state)).await {
+                let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "admin API stopped");
                 }
             });
@@ -181,10 +276,18 @@ fn run(
                 upkeep.run_upkeep();
             }
         });
+        let data_dir = cfg.data_dir.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                sluice_pipeline::sampling::save_if_changed(&data_dir);
+            }
+        });
         tracing::info!(components = running.shared.stats.len(), "pipeline started");
         let drained = running.wait(shutdown_signal(), Duration::from_secs(cfg.pipeline.drain_timeout_secs)).await;
         let failed = running.failed.clone();
         tokio::task::spawn_blocking(move || running.finish(drained)).await?;
+        sluice_pipeline::sampling::save_if_changed(&cfg.data_dir);
         if failed.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::error!("a component failed; exiting with status 1");
             Ok(ExitCode::from(1))
