@@ -31,14 +31,15 @@ fn same(got: &serde_json::Value, want: &str) -> bool {
 /// Run the example corpus config over a generated corpus (with an incident window, so
 /// failures, retries and stack traces are present) and compare with the truth files.
 pub fn run_corpus_config(requests: &str) -> Option<(tempfile::TempDir, HashMap<String, Vec<serde_json::Value>>)> {
-    run_corpus_config_with(requests, |c| c)
+    run_corpus_config_with(requests, "0.5,0.2", |c| c).map(|(d, e, _)| (d, e))
 }
 
 /// The same, with the example config rewritten by `edit` first.
 pub fn run_corpus_config_with(
     requests: &str,
+    incident: &str,
     edit: impl FnOnce(String) -> String,
-) -> Option<(tempfile::TempDir, HashMap<String, Vec<serde_json::Value>>)> {
+) -> Option<(tempfile::TempDir, HashMap<String, Vec<serde_json::Value>>, String)> {
     let Some(shared) = shared_dir() else {
         eprintln!("SKIP: ../shared is absent; corpus tests need ../shared/corpus/gen_legacy_logs.py");
         return None;
@@ -48,7 +49,7 @@ pub fn run_corpus_config_with(
     let truth = dir.path().join("truth");
     let st = std::process::Command::new("python3")
         .arg(shared.join("corpus/gen_legacy_logs.py"))
-        .args(["--seed", "11", "--requests", requests, "--incident", "0.5,0.2", "--out"])
+        .args(["--seed", "11", "--requests", requests, "--incident", incident, "--out"])
         .arg(&corpus)
         .arg("--truth")
         .arg(&truth)
@@ -66,12 +67,22 @@ pub fn run_corpus_config_with(
     ];
     let mut s = Sluice::start_with_env(dir.path(), &cfg, &env);
     assert_eq!(s.wait_exit(Duration::from_secs(120)), 0, "{}", s.stderr());
+    let stderr = s.stderr();
     let mut events = HashMap::new();
     for svc in SERVICES {
         let text = std::fs::read_to_string(out.join(format!("{svc}.ndjson"))).unwrap_or_default();
         events.insert(svc.to_string(), text.lines().map(|l| serde_json::from_str(l).unwrap()).collect());
     }
-    Some((dir, events))
+    Some((dir, events, stderr))
+}
+
+const ALL_PARSES: &str = "inputs = [\"payments_parse\", \"orders_parse\", \"gateway_parse\", \"access_parse\", \"auth_parse\", \"cart_parse\", \"search_parse\"]";
+
+/// The corpus config with `stage` (a transform reading all parse stages) put in front
+/// of the sink.
+fn with_stage(cfg: String, name: &str, body: &str) -> String {
+    let cfg = cfg.replace(&format!("[sinks.events]\ntype = \"file\"\n{ALL_PARSES}"), &format!("[sinks.events]\ntype = \"file\"\ninputs = [\"{name}\"]"));
+    format!("{cfg}\n[transforms.{name}]\n{ALL_PARSES}\n{body}\n")
 }
 
 #[test]
@@ -119,11 +130,7 @@ fn corpus_parses_every_record_of_all_seven_services() {
 /// ids, timestamps, durations, ports and other non-PII fields left intact).
 #[test]
 fn corpus_pii_recall_and_false_positives() {
-    let Some((dir, events)) = run_corpus_config_with("4000", |cfg| {
-        let inputs = "inputs = [\"payments_parse\", \"orders_parse\", \"gateway_parse\", \"access_parse\", \"auth_parse\", \"cart_parse\", \"search_parse\"]";
-        let cfg = cfg.replace(&format!("[sinks.events]\ntype = \"file\"\n{inputs}"), "[sinks.events]\ntype = \"file\"\ninputs = [\"pii\"]");
-        format!("{cfg}\n[transforms.pii]\ntype = \"mask\"\n{inputs}\nskip_fields = []\n")
-    }) else {
+    let Some((dir, events, _)) = run_corpus_config_with("4000", "0.5,0.2", |cfg| with_stage(cfg, "pii", "type = \"mask\"\nskip_fields = []")) else {
         return;
     };
     let mut per_type: HashMap<String, (usize, usize)> = HashMap::new();
@@ -192,4 +199,85 @@ fn corpus_pii_recall_and_false_positives() {
     }
     assert!(per_type.len() >= 7, "the corpus emits 7 PII types: {report:?}");
     assert!(fp_records.len() as f64 <= 0.001 * total as f64, "{} false-positive records of {total}: {:#?}", fp_records.len(), &fp_records[..fp_records.len().min(10)]);
+}
+
+/// Tail sampling on the corpus with an incident: every line of every trace that contains
+/// an error is kept (lines whose text carries the trace id), while other traces are
+/// sampled 1 in 10.
+#[test]
+fn corpus_tail_sampling_keeps_every_error_trace() {
+    let Some((dir, events, _)) = run_corpus_config_with("4000", "0.6,0.1", |cfg| {
+        with_stage(cfg, "sampled", "type = \"sample\"\nrate = 10\ntail = { window = \"30s\", keep_if = { level_at_least = \"error\" }, max_traces = 100000 }")
+    }) else {
+        return;
+    };
+    // Output lines by (service, offset).
+    let mut kept: std::collections::HashSet<(String, u64)> = std::collections::HashSet::new();
+    for svc in SERVICES {
+        for e in &events[svc] {
+            kept.insert((svc.to_string(), e["offset"].as_u64().unwrap()));
+        }
+    }
+    let mut records = Vec::new();
+    for svc in SERVICES {
+        let offsets = line_offsets(&dir.path().join(format!("corpus/{svc}.log")));
+        let truth = std::fs::read_to_string(dir.path().join(format!("truth/{svc}.ndjson"))).unwrap();
+        for l in truth.lines() {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            let off = offsets[r["line"].as_u64().unwrap() as usize - 1];
+            records.push((svc, off, r));
+        }
+    }
+    let error_traces: std::collections::HashSet<String> = records
+        .iter()
+        .filter(|(_, _, r)| r["level"] == "error" && r["trace_id"].is_string())
+        .map(|(_, _, r)| r["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(error_traces.len() > 50, "the incident produces error traces: {}", error_traces.len());
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    let mut other = (0usize, 0usize);
+    for (svc, off, r) in &records {
+        // Only lines whose text carries the trace id can be grouped by it.
+        if !matches!(*svc, "payments" | "orders" | "cart" | "search") {
+            continue;
+        }
+        let Some(t) = r["trace_id"].as_str() else { continue };
+        let is_kept = kept.contains(&(svc.to_string(), *off));
+        if error_traces.contains(t) {
+            checked += 1;
+            if !is_kept {
+                missing.push(format!("{svc} line {} ({})", r["line"], r["event"]));
+            }
+        } else if r["level"] == "info" {
+            other.0 += 1;
+            other.1 += is_kept as usize;
+        }
+    }
+    assert!(missing.is_empty(), "{} of {checked} lines of error traces dropped: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    let ratio = other.1 as f64 / other.0 as f64;
+    eprintln!("tail sampling: {} error traces, all {checked} of their lines kept; other info lines kept {:.3}", error_traces.len(), ratio);
+    assert!((0.05..0.16).contains(&ratio), "other traces sampled about 1 in 10: {ratio}");
+}
+
+/// auto_bypass switches sampling off by itself inside the incident window (and not
+/// before). The corpus carries about one event per second, so a one-minute window holds
+/// ~60 events and three ordinary card declines already exceed 5%; a five-minute window
+/// gives the ratio a meaningful base here (at production volumes one minute does).
+#[test]
+fn corpus_auto_bypass_turns_on_inside_the_incident() {
+    let Some((dir, _events, stderr)) = run_corpus_config_with("4000", "0.6,0.1", |cfg| {
+        with_stage(cfg, "sampled", "type = \"sample\"\nrate = 10\nauto_bypass = { when_error_ratio_above = 0.05, over = \"5m\", for = \"15m\" }")
+    }) else {
+        return;
+    };
+    // The incident window in event time: the bank gateway answers 504 only then.
+    let text = std::fs::read_to_string(dir.path().join("corpus/gateway.log")).unwrap();
+    let times: Vec<String> = text.lines().filter(|l| l.contains("returned 504")).map(|l| l[..19].replace('/', "-").replace(' ', "T")).collect();
+    let (first, last) = (times.first().unwrap().clone(), times.last().unwrap().clone());
+    let audit = stderr.lines().find(|l| l.contains("sampling bypass ON")).unwrap_or_else(|| panic!("auto bypass never turned on: {stderr}"));
+    assert!(audit.contains("\"by\":\"auto_bypass\""), "{audit}");
+    let at = audit.split("ending at ").nth(1).unwrap()[..19].to_string();
+    eprintln!("incident {first} .. {last}; auto bypass at {at}");
+    assert!(at.as_str() >= first.as_str() && at.as_str() <= last.as_str(), "auto bypass at {at}, incident {first} .. {last}");
 }

@@ -281,6 +281,9 @@ impl SampleConfig {
                     total: 0,
                     errors: 0,
                     newest: i64::MIN,
+                    origins: HashMap::new(),
+                    evaluated_to: i64::MIN,
+                    origin_added: Instant::now(),
                 })
             }
         };
@@ -381,38 +384,77 @@ struct AutoBypass {
     total: u64,
     errors: u64,
     newest: i64,
+    /// Per input (origin): latest event second and when it was last seen. Windows are
+    /// judged only up to the slowest active input (a watermark), so a replay of several
+    /// files read at different positions never judges a half-filled window.
+    origins: HashMap<usize, (i64, Instant)>,
+    evaluated_to: i64,
+    /// When an input was last seen for the first time: windows are judged once the set
+    /// of inputs has been stable for a second (or at shutdown).
+    origin_added: Instant,
 }
 
 impl AutoBypass {
+    /// Count one event in its second (event time). Events may arrive out of order (files
+    /// are read at different positions); buckets older than two hours before the newest
+    /// are dropped.
     #[inline]
     fn add(&mut self, sec: i64, error: bool) {
-        if sec <= self.newest.saturating_sub(self.over_secs) {
-            return;
-        }
         let b = self.buckets.entry(sec).or_insert((0, 0));
         b.0 += 1;
-        self.total += 1;
         if error {
             b.1 += 1;
-            self.errors += 1;
         }
         if sec > self.newest {
             self.newest = sec;
-            let cutoff = sec - self.over_secs;
-            while let Some((&s, &(t, e))) = self.buckets.first_key_value() {
-                if s > cutoff {
+            let cutoff = sec.saturating_sub(7200.max(self.over_secs * 2));
+            while let Some((&s, _)) = self.buckets.first_key_value() {
+                if s >= cutoff {
                     break;
                 }
                 self.buckets.pop_first();
-                self.total -= t;
-                self.errors -= e;
             }
         }
     }
 
-    fn tripped(&self) -> Option<f64> {
-        let r = self.errors as f64 / self.total.max(1) as f64;
-        (self.total >= self.min_events && r > self.threshold).then_some(r)
+    /// Record that input `origin` has reached event second `sec`.
+    #[inline]
+    fn seen(&mut self, origin: usize, sec: i64, now: Instant) {
+        if !self.origins.contains_key(&origin) {
+            self.origin_added = now;
+        }
+        let o = self.origins.entry(origin).or_insert((sec, now));
+        o.0 = o.0.max(sec);
+        o.1 = now;
+    }
+
+    /// Judge every complete window up to the watermark; the first that trips wins.
+    fn check(&mut self, now: Instant, force: bool) -> Option<(f64, i64)> {
+        if !force && now.duration_since(self.origin_added) < Duration::from_secs(1) {
+            return None;
+        }
+        self.origins.retain(|_, (_, seen)| force || now.duration_since(*seen) < Duration::from_secs(120));
+        let wm = self.origins.values().map(|(s, _)| *s).min()?;
+        if wm <= self.evaluated_to {
+            return None;
+        }
+        let earliest = *self.buckets.first_key_value()?.0;
+        let from = if self.evaluated_to == i64::MIN { earliest } else { self.evaluated_to + 1 }.max(wm - 86_400);
+        self.evaluated_to = wm;
+        (from..=wm).find_map(|end| self.tripped(end).map(|r| (r, end)))
+    }
+
+    /// The error ratio over the `over` seconds ending at `end`, if it trips.
+    fn tripped(&mut self, end: i64) -> Option<f64> {
+        let (mut total, mut errors) = (0u64, 0u64);
+        for (_, &(t, e)) in self.buckets.range(end.saturating_sub(self.over_secs - 1)..=end) {
+            total += t;
+            errors += e;
+        }
+        self.total = total;
+        self.errors = errors;
+        let r = errors as f64 / total.max(1) as f64;
+        (total >= self.min_events && r > self.threshold).then_some(r)
     }
 }
 
@@ -552,6 +594,30 @@ impl Sample {
     }
 }
 
+impl Sample {
+    /// Judge complete windows; trip the switch when the error ratio is too high.
+    fn auto_check(&mut self, now: Instant, force: bool) {
+        let Some(a) = &mut self.auto else { return };
+        let Some((r, end)) = a.check(now, force) else { return };
+        let now_ts = Timestamp::now();
+        if !self.control.bypassed(now_ts) {
+            let until = Timestamp(now_ts.0 + a.dur.as_nanos() as i64);
+            self.control.bypass(
+                Some(until),
+                &format!(
+                    "error ratio {r:.3} ({} errors in {} events) over {}s of events ending at {} is above {}",
+                    a.errors,
+                    a.total,
+                    a.over_secs,
+                    Timestamp::from_secs(end).to_rfc3339(),
+                    a.threshold
+                ),
+                "auto_bypass",
+            );
+        }
+    }
+}
+
 impl Transform for Sample {
     fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Outcome {
         let now_ts = Timestamp::now();
@@ -562,20 +628,12 @@ impl Transform for Sample {
         // Auto bypass watches the full stream, by event time.
         if let Some(a) = &mut self.auto {
             for e in &events {
-                a.add(e.timestamp.secs(), self.error_cond.eval(e));
-            }
-            if let Some(r) = a.tripped() {
-                if !self.control.bypassed(now_ts) {
-                    let until = Timestamp(now_ts.0 + a.dur.as_nanos() as i64);
-                    let at = events.last().map(|e| e.timestamp.to_rfc3339()).unwrap_or_default();
-                    self.control.bypass(
-                        Some(until),
-                        &format!("error ratio {r:.3} over {}s of events ending at {at} is above {}", a.over_secs, a.threshold),
-                        "auto_bypass",
-                    );
-                }
+                let sec = e.timestamp.secs();
+                a.add(sec, self.error_cond.eval(e));
+                a.seen(Arc::as_ptr(&e.origin.info) as usize, sec, now);
             }
         }
+        self.auto_check(now, false);
         let mut kept: Vec<Event> = Vec::with_capacity(n_in);
         let mut acks: Vec<Ack> = Vec::new();
         if self.control.bypassed(now_ts) {
@@ -650,6 +708,7 @@ impl Transform for Sample {
     }
 
     fn tick(&mut self, out: &mut dyn Emit) {
+        self.auto_check(Instant::now(), false);
         let mut kept = Vec::new();
         let mut acks = Vec::new();
         if self.control.bypassed(Timestamp::now()) {
@@ -661,6 +720,7 @@ impl Transform for Sample {
     }
 
     fn finish(&mut self, out: &mut dyn Emit) {
+        self.auto_check(Instant::now(), true);
         let mut kept = Vec::new();
         let mut acks = Vec::new();
         self.flush_all_held(&mut kept, &mut acks, false);
@@ -675,7 +735,9 @@ mod tests {
     use sluice_event::{Origin, OriginInfo};
 
     fn ev(i: usize, trace: Option<String>, level: &str) -> Event {
-        let mut e = Event::from_line(Bytes::from(format!("line {i}")), Timestamp::from_secs(1_795_000_000 + i as i64 / 1000), Origin { info: OriginInfo::new("s", None), offset: i as u64 });
+        thread_local!(static INFO: Arc<OriginInfo> = OriginInfo::new("s", None));
+        let info = INFO.with(|i| i.clone());
+        let mut e = Event::from_line(Bytes::from(format!("line {i}")), Timestamp::from_secs(1_795_000_000 + i as i64 / 1000), Origin { info, offset: i as u64 });
         e.fields.insert("level", Value::from(level));
         if let Some(t) = trace {
             e.fields.insert("trace_id", Value::from(t.as_str()));
