@@ -69,7 +69,6 @@ pub fn parse_go(line: &ByteStr, ctx: &Context, out: &mut Parsed) -> Result<(), P
     };
     let mut i = start;
     let mut days = ctx.now.days();
-    let mut have_time = false;
     if b.len() >= i + 10 && b[i + 4] == b'/' && b[i + 7] == b'/' {
         let y = digits(b, i, 4).ok_or_else(|| ParseError::new("go log: bad date"))?;
         let m = digits(b, i + 5, 2).filter(|m| (1..=12).contains(m)).ok_or_else(|| ParseError::new("go log: bad date"))?;
@@ -87,7 +86,6 @@ pub fn parse_go(line: &ByteStr, ctx: &Context, out: &mut Parsed) -> Result<(), P
         sod = s2;
         nanos = n2;
         i += len;
-        have_time = true;
     }
     if i == start {
         return Err(ParseError::new("go log: expected a date or time"));
@@ -97,7 +95,6 @@ pub fn parse_go(line: &ByteStr, ctx: &Context, out: &mut Parsed) -> Result<(), P
     } else if i < b.len() {
         return Err(ParseError::new("go log: expected a space after the time"));
     }
-    let _ = have_time;
     out.timestamp = Some(ts(days, sod, nanos));
     if start > 0 {
         let p = s[..start].trim_end_matches([' ', ':']);

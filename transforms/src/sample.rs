@@ -303,6 +303,7 @@ impl SampleConfig {
             rng: seed(),
             early: metrics::counter!("sluice_sample_early_decisions_total", "stage" => name.to_string()),
             batch_no: 0,
+            dropped: 0,
         })
     }
 }
@@ -471,6 +472,8 @@ pub struct Sample {
     rng: u64,
     early: metrics::Counter,
     batch_no: u64,
+    /// Events sampled out since the last report (tail decisions happen in ticks too).
+    dropped: u64,
 }
 
 fn rate_value(p: f64) -> Value {
@@ -529,6 +532,8 @@ impl Sample {
         let keep = keep_hash(h, p);
         if keep {
             e.fields.insert("sample_rate", rate_value(p));
+        } else {
+            self.dropped += 1;
         }
         keep
     }
@@ -643,7 +648,6 @@ impl Transform for Sample {
             Self::emit(out, kept, acks);
             return Outcome::default();
         }
-        let mut held_any = false;
         for mut e in events {
             let key = self.key_of(&e);
             match (&mut self.tail, key) {
@@ -674,7 +678,6 @@ impl Transform for Sample {
                             buf.last_batch = self.batch_no;
                             buf.acks.extend(batch_acks.iter().cloned());
                         }
-                        held_any = true;
                     } else if hit {
                         let d = now + t.window;
                         t.kept.insert(k, d);
@@ -685,7 +688,6 @@ impl Transform for Sample {
                         t.bytes += sz;
                         t.held.insert(k, TraceBuf { events: vec![e], acks: batch_acks.clone(), last_batch: self.batch_no, bytes: sz, keep: false });
                         t.order.push_back((now + t.window, k));
-                        held_any = true;
                     }
                 }
                 _ => {
@@ -695,12 +697,10 @@ impl Transform for Sample {
                 }
             }
         }
-        let _ = held_any;
         acks.extend(batch_acks);
         self.expire(now, &mut kept, &mut acks);
-        let dropped = (n_in as u64).saturating_sub(kept.len() as u64);
         Self::emit(out, kept, acks);
-        Outcome { dropped: if self.tail.is_some() { 0 } else { dropped }, reason: "sampled", errors: 0 }
+        Outcome { dropped: std::mem::take(&mut self.dropped), reason: "sampled", errors: 0 }
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -811,6 +811,14 @@ mod tests {
         }
         assert!(per.values().all(|&c| c == 5));
         assert!(per.keys().all(|k| k.trim_start_matches("trace-").parse::<usize>().unwrap() % 50 == 0));
+    }
+
+    #[test]
+    fn drops_are_reported() {
+        let mut s = cfg("t11", "rate = 1000000\nkeep_level_at_least = \"none\"");
+        let events: Vec<Event> = (0..100).map(|i| ev(i, None, "info")).collect();
+        let o = s.process(Batch::new(events), &mut |_: Option<&str>, _b: Batch| {});
+        assert!(o.dropped >= 95 && o.reason == "sampled", "{o:?}");
     }
 
     #[test]
