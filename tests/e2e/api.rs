@@ -62,3 +62,41 @@ fn api_is_loopback_by_default_and_port_conflict_is_reported() {
     let code = s.wait_exit(Duration::from_secs(10));
     assert_eq!(code, 1);
 }
+
+/// The README's first command: `sluice run` on the embedded quickstart config, from a
+/// directory laid out like the repository (bundled logs only, nothing from ../shared).
+#[test]
+fn embedded_quickstart_writes_structured_events_and_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("examples/quickstart/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut lines = 0;
+    for e in std::fs::read_dir(repo_dir().join("examples/quickstart/logs")).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        lines += text.lines().filter(|l| !l.starts_with('\t') && !l.starts_with("java.") && !l.starts_with("org.")).count();
+        std::fs::write(logs.join(e.file_name()), text).unwrap();
+    }
+    let port = free_port();
+    let mut child = sluice()
+        .current_dir(dir.path())
+        .env("SLUICE_API_ADDRESS", format!("127.0.0.1:{port}"))
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = dir.path().join("out");
+    assert!(wait_until(Duration::from_secs(20), || read_events(&out).len() >= lines), "{} of {lines} events", read_events(&out).len());
+    let events = read_events(&out);
+    assert!(events.iter().all(|e| e.get("parse_error").is_none()), "every bundled line parses");
+    let with_event = events.iter().filter(|e| e.get("event").is_some()).count();
+    assert_eq!(with_event, events.len(), "every record gets a named event");
+    assert!(events.iter().any(|e| e["event"] == "payment_failed" || e["event"] == "payment_succeeded"));
+    let all = events.iter().map(|e| e.to_string()).collect::<String>();
+    assert!(!all.contains("@example.com"), "PII masked");
+    let (code, metrics) = http_get(port, "/metrics", None).unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("sluice_events_out_total{component=\"events\""), "{metrics}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
