@@ -40,6 +40,8 @@ pub struct Running {
     aux: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Set when a component failed (error or panic): sluice exits non-zero.
     pub failed: Arc<AtomicBool>,
+    /// Held for the life of the process: the data_dir lock.
+    _lock: std::fs::File,
 }
 
 /// Run a component's body on its own thread; an error or panic marks the pipeline
@@ -66,9 +68,31 @@ fn spawn_component(
     })
 }
 
+/// Take an exclusive lock on `data_dir`: two processes sharing checkpoints would each
+/// overwrite the other's progress.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "data_dir {} is in use by another sluice process (give each instance its own data_dir)",
+            dir.display()
+        );
+    }
+    Ok(f)
+}
+
 pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", cfg.data_dir.display()))?;
+    let lock = lock_data_dir(&cfg.data_dir)?;
     let stop = Arc::new(AtomicBool::new(false));
     let abort = Arc::new(AtomicBool::new(false));
     let checkpoint_done = Arc::new(AtomicBool::new(false));
@@ -176,6 +200,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
         checkpoint_done,
         aux,
         failed,
+        _lock: lock,
     })
 }
 

@@ -100,3 +100,20 @@ fn embedded_quickstart_writes_structured_events_and_serves_metrics() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Two processes must not share a data_dir (their checkpoints would clobber each other).
+#[test]
+fn second_process_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "data_dir = \"{}/data\"\n[api]\nenabled = false\n[sources.i]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\n[sinks.o]\ntype = \"blackhole\"\ninputs = [\"i\"]\n",
+        dir.path().display(),
+        dir.path().display()
+    );
+    let first = Sluice::start(dir.path(), &cfg);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = Sluice::start(dir.path(), &cfg);
+    assert_eq!(second.wait_exit(Duration::from_secs(10)), 1);
+    assert!(second.stderr().contains("is in use by another sluice process"), "{}", second.stderr());
+    drop(first);
+}
