@@ -200,7 +200,22 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             // Before building: components register their own metrics when built.
-            let prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            // Histogram buckets of log-derived metrics must be known to the exporter.
+            let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+            for c in cfg.components.iter().filter(|c| c.type_name == "metrics") {
+                if let Ok(m) = cfg.decode::<sluice_transforms::metrics::MetricsConfig>(c) {
+                    for (name, buckets) in m.histogram_buckets() {
+                        builder = match builder.set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(name.clone()), &buckets) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                eprintln!("{}: histogram `{name}`: {e}", cfg.file());
+                                return ExitCode::from(2);
+                            }
+                        };
+                    }
+                }
+            }
+            let prometheus = match builder.install_recorder() {
                 Ok(h) => h,
                 Err(e) => {
                     eprintln!("sluice: cannot install the metrics recorder: {e}");

@@ -24,6 +24,7 @@ pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("mask", transform::<sluice_transforms::mask::MaskConfig>),
     ("enrich", transform::<sluice_transforms::enrich::EnrichConfig>),
     ("sample", transform::<sluice_transforms::sample::SampleConfig>),
+    ("metrics", transform::<sluice_transforms::metrics::MetricsConfig>),
 ];
 
 pub const SINKS: &[(&str, SinkBuilder)] = &[

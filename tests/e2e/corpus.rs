@@ -281,3 +281,99 @@ fn corpus_auto_bypass_turns_on_inside_the_incident() {
     eprintln!("incident {first} .. {last}; auto bypass at {at}");
     assert!(at.as_str() >= first.as_str() && at.as_str() <= last.as_str(), "auto bypass at {at}, incident {first} .. {last}");
 }
+
+/// Log-derived metrics on the corpus (with an incident): scraped counter values equal
+/// the counts derived from the truth files.
+#[test]
+fn corpus_metrics_match_the_truth() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP: ../shared is absent; corpus tests need ../shared/corpus/gen_legacy_logs.py");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, truth) = (dir.path().join("corpus"), dir.path().join("truth"));
+    let st = std::process::Command::new("python3")
+        .arg(shared.join("corpus/gen_legacy_logs.py"))
+        .args(["--seed", "5", "--requests", "3000", "--incident", "0.6,0.1", "--out"])
+        .arg(&corpus)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let metrics_stage = r#"type = "metrics"
+[[transforms.m.counter]]
+name = "operation_retries_total"
+help = "Retries of downstream operations, by operation"
+when = { event = "retry", exists = "operation" }
+labels = ["operation"]
+[[transforms.m.counter]]
+name = "gateway_responses_total"
+when = { event = "upstream_response" }
+labels = ["upstream", "status"]
+[[transforms.m.counter]]
+name = "payment_failures_total"
+when = { event = "payment_failed" }
+[[transforms.m.histogram]]
+name = "upstream_duration_seconds"
+field = "duration_ms"
+scale = 0.001
+buckets = [0.1, 0.5, 1, 5, 30]
+when = { event = "upstream_response" }
+labels = ["upstream"]"#;
+    let cfg = with_stage(std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap(), "m", metrics_stage);
+    let port = free_port();
+    let out = dir.path().join("out");
+    let env = [
+        ("CORPUS_DIR", corpus.display().to_string()),
+        ("OUT_DIR", out.display().to_string()),
+        ("DATA_DIR", dir.path().join("data").display().to_string()),
+        ("SLUICE_EXAMPLES", repo_dir().join("examples").display().to_string()),
+        ("SLUICE_API_ADDRESS", format!("127.0.0.1:{port}")),
+    ];
+    // Truth-derived counts.
+    let mut records = 0usize;
+    let mut retries: HashMap<String, u64> = HashMap::new();
+    let mut statuses: HashMap<String, u64> = HashMap::new();
+    let mut failures = 0u64;
+    for svc in SERVICES {
+        for l in std::fs::read_to_string(truth.join(format!("{svc}.ndjson"))).unwrap().lines() {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            records += 1;
+            match (svc, r["event"].as_str().unwrap()) {
+                ("orders", "retry") => *retries.entry(r["fields"]["operation"].as_str().unwrap().to_string()).or_default() += 1,
+                ("gateway", "upstream_response") => *statuses.entry(r["fields"]["status"].as_str().unwrap().to_string()).or_default() += 1,
+                ("payments", "payment_failed") => failures += 1,
+                _ => {}
+            }
+        }
+    }
+    let mut s = Sluice::start_with_env(dir.path(), &cfg, &env);
+    let done = wait_until(Duration::from_secs(60), || {
+        http_get(port, "/api/v1/status", None).is_some_and(|(_, b)| {
+            let st: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+            st["components"].as_array().is_some_and(|c| c.iter().any(|x| x["name"] == "events" && x["events_out"].as_u64() == Some(records as u64)))
+        })
+    });
+    assert!(done, "all {records} records through; stderr: {}", s.stderr());
+    let (_, m) = http_get(port, "/metrics", None).unwrap();
+    let value = |series: &str| -> u64 {
+        m.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64).unwrap_or(0)
+    };
+    assert!(m.contains("# HELP operation_retries_total Retries of downstream operations, by operation"), "{m}");
+    for (op, n) in &retries {
+        assert_eq!(value(&format!("operation_retries_total{{operation=\"{op}\"}}")), *n, "retries of {op}");
+    }
+    assert!(statuses.get("504").copied().unwrap_or(0) > 10, "the incident has 504s: {statuses:?}");
+    for (status, n) in &statuses {
+        assert_eq!(value(&format!("gateway_responses_total{{upstream=\"bank-gw\",status=\"{status}\"}}")), *n, "status {status}");
+    }
+    assert_eq!(value("payment_failures_total"), failures);
+    let total: u64 = statuses.values().sum();
+    assert_eq!(value("upstream_duration_seconds_count{upstream=\"bank-gw\"}"), total);
+    assert_eq!(value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"+Inf\"}"), total);
+    let timeouts = value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"30\"}") - value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"5\"}");
+    assert_eq!(timeouts, statuses["504"], "the 30 s timeouts land in the (5, 30] bucket");
+    eprintln!("metrics: retries {retries:?}, statuses {statuses:?}, payment failures {failures}");
+    assert_eq!(s.terminate(Duration::from_secs(20)), 0);
+}

@@ -7,6 +7,7 @@
 pub mod enrich;
 pub mod filter;
 pub mod mask;
+pub mod metrics;
 pub mod parse;
 pub mod regex;
 pub mod sample;

@@ -1,0 +1,391 @@
+//! Transform `metrics`: log-derived Prometheus metrics. Events pass through unchanged.
+//!
+//! ```toml
+//! [[transforms.m.counter]]
+//! name = "operation_retries_total"
+//! help = "Retries of downstream operations"
+//! when = { event = "retry" }
+//! labels = ["service", "operation", "reason"]
+//!
+//! [[transforms.m.histogram]]
+//! name = "upstream_duration_seconds"
+//! field = "duration_ms"
+//! scale = 0.001
+//! buckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+//! labels = ["upstream"]
+//!
+//! [[transforms.m.gauge]]
+//! name = "open_circuit_breakers"
+//! inc_when = { event = "breaker_state", state = "open" }
+//! dec_when = { event = "breaker_state", state = "closed" }
+//! ```
+//! * Every metric takes an optional `when`. A counter adds 1 (or the value of `field`);
+//!   a histogram observes `field × scale`; a gauge is set from `field` or moved by
+//!   `inc_when` / `dec_when`. An event without the metric's `field` is skipped for that
+//!   metric and counted in `sluice_metric_missing_field_total{metric}`.
+//! * Label values come from event fields (mask first: they leave sluice). A missing label
+//!   field gives an empty value. Each metric has at most `max_series` (default 1000)
+//!   label combinations; events of further combinations go to one series whose labels are
+//!   all `__overflow__`, counted in `sluice_metric_series_overflow_total{metric}`.
+//! * Compute metrics before `sample`, so rates are not off by the sample rate.
+
+use crate::{Emit, OptionError, Outcome, Transform, TransformConfig, TransformContext};
+use metrics::{Counter, Gauge, Histogram, Label};
+use serde::Deserialize;
+use sluice_config::condition::Condition;
+use sluice_event::{Batch, Event, Value};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterSpec {
+    pub name: String,
+    pub help: Option<String>,
+    pub when: Option<Condition>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Add this field's value instead of 1.
+    pub field: Option<String>,
+    pub max_series: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramSpec {
+    pub name: String,
+    pub help: Option<String>,
+    pub when: Option<Condition>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub field: String,
+    pub scale: Option<f64>,
+    pub buckets: Option<Vec<f64>>,
+    pub max_series: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaugeSpec {
+    pub name: String,
+    pub help: Option<String>,
+    pub when: Option<Condition>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub field: Option<String>,
+    pub inc_when: Option<Condition>,
+    pub dec_when: Option<Condition>,
+    pub max_series: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default)]
+    pub counter: Vec<CounterSpec>,
+    #[serde(default)]
+    pub histogram: Vec<HistogramSpec>,
+    #[serde(default)]
+    pub gauge: Vec<GaugeSpec>,
+}
+
+/// Prometheus' default buckets.
+pub const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl MetricsConfig {
+    /// (histogram name, buckets) pairs, for configuring the exporter before it starts.
+    pub fn histogram_buckets(&self) -> Vec<(String, Vec<f64>)> {
+        self.histogram.iter().map(|h| (h.name.clone(), h.buckets.clone().unwrap_or_else(|| DEFAULT_BUCKETS.to_vec()))).collect()
+    }
+}
+
+fn check_name(key: &'static str, name: &str, counter: bool) -> Result<(), OptionError> {
+    let ok = !name.is_empty()
+        && name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+    if !ok {
+        return Err(OptionError::new(key, format!("`{name}` is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")));
+    }
+    if name.starts_with("sluice_") {
+        return Err(OptionError::new(key, format!("`{name}`: names starting with `sluice_` are reserved for sluice's own metrics")));
+    }
+    if counter && !name.ends_with("_total") {
+        return Err(OptionError::new(key, format!("counter `{name}` should end in `_total` (Prometheus naming)")));
+    }
+    if !counter && name.ends_with("_total") {
+        return Err(OptionError::new(key, format!("`{name}`: only counters end in `_total`")));
+    }
+    Ok(())
+}
+
+/// Label combinations of one metric, with their handles. Looked up by a hash of the
+/// values (no allocation per event); a new combination allocates once.
+struct Series<H> {
+    name: String,
+    labels: Vec<String>,
+    max: usize,
+    map: HashMap<u64, Vec<(Vec<String>, H)>>,
+    count: usize,
+    overflow: Option<H>,
+    overflow_counter: Counter,
+    missing: Counter,
+    make: fn(&str, Vec<Label>) -> H,
+}
+
+fn label_str(v: Option<&Value>) -> std::borrow::Cow<'_, str> {
+    match v {
+        Some(Value::Str(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+        Some(Value::Int(i)) => std::borrow::Cow::Owned(i.to_string()),
+        Some(Value::Float(f)) => std::borrow::Cow::Owned(f.to_string()),
+        Some(Value::Bool(b)) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
+        _ => std::borrow::Cow::Borrowed(""),
+    }
+}
+
+impl<H: Clone> Series<H> {
+    fn new(name: &str, labels: &[String], max: Option<usize>, make: fn(&str, Vec<Label>) -> H) -> Series<H> {
+        Series {
+            name: name.to_string(),
+            labels: labels.to_vec(),
+            max: max.unwrap_or(1000).max(1),
+            map: HashMap::new(),
+            count: 0,
+            overflow: None,
+            overflow_counter: metrics::counter!("sluice_metric_series_overflow_total", "metric" => name.to_string()),
+            missing: metrics::counter!("sluice_metric_missing_field_total", "metric" => name.to_string()),
+            make,
+        }
+    }
+
+    fn get(&mut self, e: &Event) -> H {
+        if self.labels.is_empty() {
+            if let Some(v) = self.map.get(&0).and_then(|v| v.first()) {
+                return v.1.clone();
+            }
+            let h = (self.make)(&self.name, Vec::new());
+            self.map.insert(0, vec![(Vec::new(), h.clone())]);
+            return h;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for l in &self.labels {
+            for &b in label_str(e.fields.get(l)).as_bytes() {
+                hash = (hash ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            hash = (hash ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        if let Some(bucket) = self.map.get(&hash) {
+            for (vals, h) in bucket {
+                if vals.iter().zip(&self.labels).all(|(v, l)| label_str(e.fields.get(l)) == v.as_str()) {
+                    return h.clone();
+                }
+            }
+        }
+        if self.count >= self.max {
+            self.overflow_counter.increment(1);
+            if self.overflow.is_none() {
+                let labels = self.labels.iter().map(|l| Label::new(l.clone(), "__overflow__")).collect();
+                self.overflow = Some((self.make)(&self.name, labels));
+            }
+            return self.overflow.clone().unwrap();
+        }
+        let vals: Vec<String> = self.labels.iter().map(|l| label_str(e.fields.get(l)).into_owned()).collect();
+        let labels = self.labels.iter().zip(&vals).map(|(k, v)| Label::new(k.clone(), v.clone())).collect();
+        let h = (self.make)(&self.name, labels);
+        self.map.entry(hash).or_default().push((vals, h.clone()));
+        self.count += 1;
+        h
+    }
+}
+
+fn num(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        Value::Str(s) => s.as_str().trim().parse().ok(),
+        _ => None,
+    }
+}
+
+struct CounterM {
+    when: Option<Condition>,
+    field: Option<String>,
+    series: Series<Counter>,
+}
+struct HistogramM {
+    when: Option<Condition>,
+    field: String,
+    scale: f64,
+    series: Series<Histogram>,
+}
+struct GaugeM {
+    when: Option<Condition>,
+    field: Option<String>,
+    inc: Option<Condition>,
+    dec: Option<Condition>,
+    series: Series<Gauge>,
+}
+
+pub struct Metrics {
+    counters: Vec<CounterM>,
+    histograms: Vec<HistogramM>,
+    gauges: Vec<GaugeM>,
+}
+
+impl TransformConfig for MetricsConfig {
+    fn build(&self, _ctx: &TransformContext) -> Result<Box<dyn Transform>, OptionError> {
+        Ok(Box::new(self.compile()?))
+    }
+}
+
+impl MetricsConfig {
+    pub fn compile(&self) -> Result<Metrics, OptionError> {
+        if self.counter.is_empty() && self.histogram.is_empty() && self.gauge.is_empty() {
+            return Err(OptionError::new("counter", "define at least one [[…counter]], [[…histogram]] or [[…gauge]]"));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut counters = Vec::new();
+        for c in &self.counter {
+            check_name("counter", &c.name, true)?;
+            if !names.insert(c.name.clone()) {
+                return Err(OptionError::new("counter", format!("metric `{}` is defined twice", c.name)));
+            }
+            if let Some(h) = &c.help {
+                metrics::describe_counter!(c.name.clone(), h.clone());
+            }
+            counters.push(CounterM {
+                when: c.when.clone(),
+                field: c.field.clone(),
+                series: Series::new(&c.name, &c.labels, c.max_series, |n, l| metrics::counter!(n.to_string(), l)),
+            });
+        }
+        let mut histograms = Vec::new();
+        for h in &self.histogram {
+            check_name("histogram", &h.name, false)?;
+            if !names.insert(h.name.clone()) {
+                return Err(OptionError::new("histogram", format!("metric `{}` is defined twice", h.name)));
+            }
+            if let Some(b) = &h.buckets {
+                if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(OptionError::new("histogram", format!("`{}`: buckets must be increasing and not empty", h.name)));
+                }
+            }
+            if let Some(d) = &h.help {
+                metrics::describe_histogram!(h.name.clone(), d.clone());
+            }
+            histograms.push(HistogramM {
+                when: h.when.clone(),
+                field: h.field.clone(),
+                scale: h.scale.unwrap_or(1.0),
+                series: Series::new(&h.name, &h.labels, h.max_series, |n, l| metrics::histogram!(n.to_string(), l)),
+            });
+        }
+        let mut gauges = Vec::new();
+        for g in &self.gauge {
+            check_name("gauge", &g.name, false)?;
+            if !names.insert(g.name.clone()) {
+                return Err(OptionError::new("gauge", format!("metric `{}` is defined twice", g.name)));
+            }
+            if g.field.is_none() && g.inc_when.is_none() && g.dec_when.is_none() {
+                return Err(OptionError::new("gauge", format!("`{}`: give `field` (set) or `inc_when` / `dec_when`", g.name)));
+            }
+            if let Some(d) = &g.help {
+                metrics::describe_gauge!(g.name.clone(), d.clone());
+            }
+            gauges.push(GaugeM {
+                when: g.when.clone(),
+                field: g.field.clone(),
+                inc: g.inc_when.clone(),
+                dec: g.dec_when.clone(),
+                series: Series::new(&g.name, &g.labels, g.max_series, |n, l| metrics::gauge!(n.to_string(), l)),
+            });
+        }
+        Ok(Metrics { counters, histograms, gauges })
+    }
+}
+
+impl Metrics {
+    pub fn observe(&mut self, e: &Event) {
+        for c in &mut self.counters {
+            if c.when.as_ref().is_some_and(|w| !w.eval(e)) {
+                continue;
+            }
+            let by = match &c.field {
+                None => 1,
+                Some(f) => match num(e.fields.get(f)) {
+                    Some(v) if v >= 0.0 => v as u64,
+                    _ => {
+                        c.series.missing.increment(1);
+                        continue;
+                    }
+                },
+            };
+            c.series.get(e).increment(by);
+        }
+        for h in &mut self.histograms {
+            if h.when.as_ref().is_some_and(|w| !w.eval(e)) {
+                continue;
+            }
+            match num(e.fields.get(&h.field)) {
+                Some(v) => h.series.get(e).record(v * h.scale),
+                None => h.series.missing.increment(1),
+            }
+        }
+        for g in &mut self.gauges {
+            if g.when.as_ref().is_some_and(|w| !w.eval(e)) {
+                continue;
+            }
+            if let Some(f) = &g.field {
+                match num(e.fields.get(f)) {
+                    Some(v) => g.series.get(e).set(v),
+                    None => g.series.missing.increment(1),
+                }
+            }
+            if g.inc.as_ref().is_some_and(|c| c.eval(e)) {
+                g.series.get(e).increment(1.0);
+            }
+            if g.dec.as_ref().is_some_and(|c| c.eval(e)) {
+                g.series.get(e).decrement(1.0);
+            }
+        }
+    }
+}
+
+impl Transform for Metrics {
+    fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Outcome {
+        for e in &batch.events {
+            self.observe(e);
+        }
+        out.emit(None, batch);
+        Outcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_event::{Origin, OriginInfo, Timestamp};
+
+    #[test]
+    fn cardinality_guard_sends_new_series_to_overflow() {
+        let mut s: Series<Counter> = Series::new("guarded_total", &["user".to_string()], Some(2), |n, l| metrics::counter!(n.to_string(), l));
+        let info = OriginInfo::new("s", None);
+        for i in 0..5 {
+            let mut e = Event::from_line(Bytes::from_static(b"x"), Timestamp(0), Origin { info: info.clone(), offset: 0 });
+            e.fields.insert("user", Value::from(format!("u{}", i % 4).as_str()));
+            s.get(&e);
+        }
+        assert_eq!(s.count, 2, "at most max_series real series");
+        assert!(s.overflow.is_some(), "the rest went to __overflow__");
+    }
+
+    #[test]
+    fn config_checks() {
+        let err = |t: &str| toml::from_str::<MetricsConfig>(t).unwrap().compile().err().unwrap().message;
+        assert!(err("[[counter]]\nname = \"retries\"").contains("should end in `_total`"));
+        assert!(err("[[counter]]\nname = \"sluice_x_total\"").contains("reserved"));
+        assert!(err("[[counter]]\nname = \"9x_total\"").contains("not a valid Prometheus metric name"));
+        assert!(err("[[histogram]]\nname = \"d_seconds\"\nfield = \"d\"\nbuckets = [1, 0.5]").contains("increasing"));
+        assert!(err("[[gauge]]\nname = \"g\"").contains("give `field`"));
+        assert!(err("").contains("at least one"));
+        assert!(err("[[counter]]\nname = \"a_total\"\n[[counter]]\nname = \"a_total\"").contains("twice"));
+    }
+}
