@@ -117,14 +117,18 @@ fn check_name(key: &'static str, name: &str, counter: bool) -> Result<(), Option
 }
 
 /// Label combinations of one metric, with their handles. Looked up by a hash of the
-/// values (no allocation per event); a new combination allocates once.
+/// values (no allocation per event), with a fast path for the previous combination (logs
+/// come in runs); a new combination allocates once.
 struct Series<H> {
     name: String,
     labels: Vec<String>,
     max: usize,
-    map: HashMap<u64, Vec<(Vec<String>, H)>>,
+    map: HashMap<u64, Vec<usize>>,
+    /// (label values, handle) by series index.
+    series: Vec<(Vec<String>, H)>,
+    last: Option<usize>,
     count: usize,
-    overflow: Option<H>,
+    overflow: Option<usize>,
     overflow_counter: Counter,
     missing: Counter,
     make: fn(&str, Vec<Label>) -> H,
@@ -140,6 +144,22 @@ fn label_str(v: Option<&Value>) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Word-at-a-time hash of a string (FxHash-style).
+#[inline]
+fn hash_str(mut h: u64, s: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let b = s.as_bytes();
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    let r = chunks.remainder();
+    tail[..r.len()].copy_from_slice(r);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    (h.rotate_left(5) ^ b.len() as u64).wrapping_mul(K)
+}
+
 impl<H: Clone> Series<H> {
     fn new(name: &str, labels: &[String], max: Option<usize>, make: fn(&str, Vec<Label>) -> H) -> Series<H> {
         Series {
@@ -147,6 +167,8 @@ impl<H: Clone> Series<H> {
             labels: labels.to_vec(),
             max: max.unwrap_or(1000).max(1),
             map: HashMap::new(),
+            series: Vec::new(),
+            last: None,
             count: 0,
             overflow: None,
             overflow_counter: metrics::counter!("sluice_metric_series_overflow_total", "metric" => name.to_string()),
@@ -155,43 +177,56 @@ impl<H: Clone> Series<H> {
         }
     }
 
-    fn get(&mut self, e: &Event) -> H {
-        if self.labels.is_empty() {
-            if let Some(v) = self.map.get(&0).and_then(|v| v.first()) {
-                return v.1.clone();
+    #[inline]
+    fn matches(&self, idx: usize, e: &Event) -> bool {
+        self.series[idx].0.iter().zip(&self.labels).all(|(v, l)| label_str(e.fields.get(l)) == v.as_str())
+    }
+
+    /// The series index for this event's label values.
+    fn index(&mut self, e: &Event) -> usize {
+        if let Some(i) = self.last {
+            if Some(i) != self.overflow && self.matches(i, e) {
+                return i;
             }
-            let h = (self.make)(&self.name, Vec::new());
-            self.map.insert(0, vec![(Vec::new(), h.clone())]);
-            return h;
         }
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut hash: u64 = 0;
         for l in &self.labels {
-            for &b in label_str(e.fields.get(l)).as_bytes() {
-                hash = (hash ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            hash = (hash ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+            hash = hash_str(hash, &label_str(e.fields.get(l)));
         }
-        if let Some(bucket) = self.map.get(&hash) {
-            for (vals, h) in bucket {
-                if vals.iter().zip(&self.labels).all(|(v, l)| label_str(e.fields.get(l)) == v.as_str()) {
-                    return h.clone();
+        if let Some(cands) = self.map.get(&hash) {
+            for &i in cands {
+                if self.matches(i, e) {
+                    self.last = Some(i);
+                    return i;
                 }
             }
         }
         if self.count >= self.max {
             self.overflow_counter.increment(1);
-            if self.overflow.is_none() {
-                let labels = self.labels.iter().map(|l| Label::new(l.clone(), "__overflow__")).collect();
-                self.overflow = Some((self.make)(&self.name, labels));
-            }
-            return self.overflow.clone().unwrap();
+            let i = match self.overflow {
+                Some(i) => i,
+                None => {
+                    let labels = self.labels.iter().map(|l| Label::new(l.clone(), "__overflow__")).collect();
+                    self.series.push((Vec::new(), (self.make)(&self.name, labels)));
+                    self.overflow = Some(self.series.len() - 1);
+                    self.series.len() - 1
+                }
+            };
+            return i;
         }
         let vals: Vec<String> = self.labels.iter().map(|l| label_str(e.fields.get(l)).into_owned()).collect();
         let labels = self.labels.iter().zip(&vals).map(|(k, v)| Label::new(k.clone(), v.clone())).collect();
-        let h = (self.make)(&self.name, labels);
-        self.map.entry(hash).or_default().push((vals, h.clone()));
+        self.series.push((vals, (self.make)(&self.name, labels)));
+        let i = self.series.len() - 1;
+        self.map.entry(hash).or_default().push(i);
         self.count += 1;
-        h
+        self.last = Some(i);
+        i
+    }
+
+    fn get(&mut self, e: &Event) -> H {
+        let i = self.index(e);
+        self.series[i].1.clone()
     }
 }
 
@@ -208,6 +243,9 @@ struct CounterM {
     when: Option<Condition>,
     field: Option<String>,
     series: Series<Counter>,
+    /// Increments of this batch, by series index (applied once per batch).
+    pending: Vec<u64>,
+    touched: Vec<usize>,
 }
 struct HistogramM {
     when: Option<Condition>,
@@ -254,6 +292,8 @@ impl MetricsConfig {
                 when: c.when.clone(),
                 field: c.field.clone(),
                 series: Series::new(&c.name, &c.labels, c.max_series, |n, l| metrics::counter!(n.to_string(), l)),
+                pending: Vec::new(),
+                touched: Vec::new(),
             });
         }
         let mut histograms = Vec::new();
@@ -317,7 +357,14 @@ impl Metrics {
                     }
                 },
             };
-            c.series.get(e).increment(by);
+            let i = c.series.index(e);
+            if i >= c.pending.len() {
+                c.pending.resize(i + 1, 0);
+            }
+            if c.pending[i] == 0 {
+                c.touched.push(i);
+            }
+            c.pending[i] += by;
         }
         for h in &mut self.histograms {
             if h.when.as_ref().is_some_and(|w| !w.eval(e)) {
@@ -348,11 +395,23 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Apply the counter increments gathered since the last flush.
+    pub fn flush(&mut self) {
+        for c in &mut self.counters {
+            for i in c.touched.drain(..) {
+                c.series.series[i].1.increment(std::mem::take(&mut c.pending[i]));
+            }
+        }
+    }
+}
+
 impl Transform for Metrics {
     fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Outcome {
         for e in &batch.events {
             self.observe(e);
         }
+        self.flush();
         out.emit(None, batch);
         Outcome::default()
     }
@@ -371,7 +430,7 @@ mod tests {
         for i in 0..5 {
             let mut e = Event::from_line(Bytes::from_static(b"x"), Timestamp(0), Origin { info: info.clone(), offset: 0 });
             e.fields.insert("user", Value::from(format!("u{}", i % 4).as_str()));
-            s.get(&e);
+            let _ = s.get(&e);
         }
         assert_eq!(s.count, 2, "at most max_series real series");
         assert!(s.overflow.is_some(), "the rest went to __overflow__");
