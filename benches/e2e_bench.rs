@@ -179,49 +179,88 @@ fn main() {
     let _ = std::fs::remove_file(a.out.join("out.ndjson"));
 
     // Full parse: the examples/corpus config (7 sources, 7 parse stages with header
-    // formats, templates, JSON, logfmt, syslog, Java multiline) → NDJSON per service.
+    // formats, templates, JSON, logfmt, syslog, Java multiline) → NDJSON per service;
+    // then the same with a `metrics` stage of five metrics in front of the sink.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let cfg = std::fs::read_to_string(root.join("examples/corpus/sluice.toml"))
+    let base = std::fs::read_to_string(root.join("examples/corpus/sluice.toml"))
         .unwrap()
         .replace("stop_at_eof = false", "stop_at_eof = true");
-    let cfg_path = a.out.join("corpus.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let mut times = Vec::new();
-    let mut rss = Vec::new();
-    let out_dir = a.out.join("corpus-out");
-    for _ in 0..a.runs {
-        let _ = std::fs::remove_dir_all(a.out.join("data"));
-        let _ = std::fs::remove_dir_all(&out_dir);
-        let (s, r, code) = timed(
-            Command::new(&a.sluice)
-                .args(["run", "--config"])
-                .arg(&cfg_path)
-                .env("SLUICE_LOG", "warn")
-                .env("CORPUS_DIR", &corpus)
-                .env("OUT_DIR", &out_dir)
-                .env("DATA_DIR", a.out.join("data"))
-                .env("SLUICE_EXAMPLES", root.join("examples"))
-                .env("SLUICE_API_ADDRESS", "127.0.0.1:0")
-                .stdout(std::process::Stdio::null()),
-        );
-        assert_eq!(code, 0, "sluice failed");
-        times.push(s);
-        rss.push(r as f64);
-    }
-    let out_lines: u64 = corpus_files(&out_dir).iter().map(|f| count_lines(f)).sum::<u64>()
-        + std::fs::read_dir(&out_dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "ndjson")).map(|e| count_lines(&e.path())).sum::<u64>();
-    let t = median(times);
-    println!(
-        "{:<24} median {:>7.3} s  {:>8.1} MB/s  {:>6.2} M lines/s  peak RSS {:>6.1} MiB  ({} events out)",
-        "tail -> parse -> file",
-        t,
-        mb / t,
-        lines as f64 / t / 1e6,
-        median(rss) / 1024.0,
-        out_lines
+    let parses = "inputs = [\"payments_parse\", \"orders_parse\", \"gateway_parse\", \"access_parse\", \"auth_parse\", \"cart_parse\", \"search_parse\"]";
+    let with_metrics = format!(
+        "{}\n[transforms.m]\ntype = \"metrics\"\n{parses}\n{}",
+        base.replace(&format!("[sinks.events]\ntype = \"file\"\n{parses}"), "[sinks.events]\ntype = \"file\"\ninputs = [\"m\"]"),
+        FIVE_METRICS
     );
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let mut medians = Vec::new();
+    for (name, cfg) in [("tail -> parse -> file", base.clone()), ("  + 5 metrics", with_metrics)] {
+        let cfg_path = a.out.join("corpus.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let mut times = Vec::new();
+        let mut rss = Vec::new();
+        let out_dir = a.out.join("corpus-out");
+        for _ in 0..a.runs {
+            let _ = std::fs::remove_dir_all(a.out.join("data"));
+            let _ = std::fs::remove_dir_all(&out_dir);
+            let (s, r, code) = timed(
+                Command::new(&a.sluice)
+                    .args(["run", "--config"])
+                    .arg(&cfg_path)
+                    .env("SLUICE_LOG", "warn")
+                    .env("CORPUS_DIR", &corpus)
+                    .env("OUT_DIR", &out_dir)
+                    .env("DATA_DIR", a.out.join("data"))
+                    .env("SLUICE_EXAMPLES", root.join("examples"))
+                    .env("SLUICE_API_ADDRESS", "127.0.0.1:0")
+                    .stdout(std::process::Stdio::null()),
+            );
+            assert_eq!(code, 0, "sluice failed");
+            times.push(s);
+            rss.push(r as f64);
+        }
+        let out_lines: u64 = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "ndjson"))
+            .map(|e| count_lines(&e.path()))
+            .sum();
+        let t = median(times);
+        medians.push(t);
+        println!(
+            "{:<24} median {:>7.3} s  {:>8.1} MB/s  {:>6.2} M lines/s  peak RSS {:>6.1} MiB  ({} events out)",
+            name,
+            t,
+            mb / t,
+            lines as f64 / t / 1e6,
+            median(rss) / 1024.0,
+            out_lines
+        );
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+    println!("five metrics cost {:+.1}% of the parse pipeline's time", (medians[1] / medians[0] - 1.0) * 100.0);
 }
+
+const FIVE_METRICS: &str = r#"[[transforms.m.counter]]
+name = "log_events_total"
+labels = ["level"]
+[[transforms.m.counter]]
+name = "operation_retries_total"
+when = { event = "retry", exists = "operation" }
+labels = ["operation"]
+[[transforms.m.counter]]
+name = "gateway_responses_total"
+when = { event = "upstream_response" }
+labels = ["upstream", "status"]
+[[transforms.m.counter]]
+name = "payment_failures_total"
+when = { event = "payment_failed" }
+[[transforms.m.histogram]]
+name = "upstream_duration_seconds"
+field = "duration_ms"
+scale = 0.001
+buckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+when = { event = "upstream_response" }
+labels = ["upstream"]
+"#;
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
