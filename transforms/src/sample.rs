@@ -391,14 +391,14 @@ struct AutoBypass {
     origins: HashMap<usize, (i64, Instant)>,
     evaluated_to: i64,
     /// When an input was last seen for the first time: windows are judged once the set
-    /// of inputs has been stable for a second (or at shutdown).
+    /// of inputs has been stable for five seconds (and all again at shutdown).
     origin_added: Instant,
 }
 
 impl AutoBypass {
     /// Count one event in its second (event time). Events may arrive out of order (files
-    /// are read at different positions); buckets older than two hours before the newest
-    /// are dropped.
+    /// are read at different positions, a replay reads whole files at once), so buckets
+    /// are kept for 24 hours of event time before the newest (at most 86,400 buckets).
     #[inline]
     fn add(&mut self, sec: i64, error: bool) {
         let b = self.buckets.entry(sec).or_insert((0, 0));
@@ -408,7 +408,7 @@ impl AutoBypass {
         }
         if sec > self.newest {
             self.newest = sec;
-            let cutoff = sec.saturating_sub(7200.max(self.over_secs * 2));
+            let cutoff = sec.saturating_sub(86_400.max(self.over_secs * 2));
             while let Some((&s, _)) = self.buckets.first_key_value() {
                 if s >= cutoff {
                     break;
@@ -431,16 +431,19 @@ impl AutoBypass {
 
     /// Judge every complete window up to the watermark; the first that trips wins.
     fn check(&mut self, now: Instant, force: bool) -> Option<(f64, i64)> {
-        if !force && now.duration_since(self.origin_added) < Duration::from_secs(1) {
+        // After a new input appears, wait before judging: its events may still be on
+        // their way through slower stages (a replay reads whole files at once).
+        if !force && now.duration_since(self.origin_added) < Duration::from_secs(5) {
             return None;
         }
         self.origins.retain(|_, (_, seen)| force || now.duration_since(*seen) < Duration::from_secs(120));
         let wm = self.origins.values().map(|(s, _)| *s).min()?;
-        if wm <= self.evaluated_to {
+        if wm <= self.evaluated_to && !force {
             return None;
         }
         let earliest = *self.buckets.first_key_value()?.0;
-        let from = if self.evaluated_to == i64::MIN { earliest } else { self.evaluated_to + 1 }.max(wm - 86_400);
+        // At shutdown every input is complete: judge every window again.
+        let from = if self.evaluated_to == i64::MIN || force { earliest } else { self.evaluated_to + 1 }.max(wm - 86_400);
         self.evaluated_to = wm;
         (from..=wm).find_map(|end| self.tripped(end).map(|r| (r, end)))
     }
