@@ -150,11 +150,6 @@ impl Event {
         }
     }
 
-    /// Replace the message text.
-    pub fn set_message(&mut self, m: ByteStr) {
-        self.message = Some(m);
-    }
-
     /// Approximate in-memory size, used for byte-based batching limits.
     #[inline]
     pub fn size_hint(&self) -> usize {

@@ -55,13 +55,6 @@ impl LineSplitter {
         self.partial.len()
     }
 
-    /// Reset to a new position (after truncation), discarding any partial line.
-    pub fn reset(&mut self, start: u64) {
-        self.partial.clear();
-        self.partial_start = start;
-        self.split_part = 0;
-    }
-
     /// Feed the next chunk of the stream (it starts at offset `consumed() + pending()`).
     pub fn push(&mut self, chunk: Bytes, out: &mut impl FnMut(Line)) {
         let mut pos = 0usize;

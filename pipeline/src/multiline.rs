@@ -138,11 +138,6 @@ impl Aggregator {
         first.end = p.end;
         out(first);
     }
-
-    /// Drop what is held (the stream was truncated and is read again).
-    pub fn reset(&mut self) {
-        self.pending = None;
-    }
 }
 
 #[cfg(test)]

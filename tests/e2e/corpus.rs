@@ -19,6 +19,21 @@ fn line_offsets(path: &Path) -> Vec<u64> {
     v
 }
 
+/// Generate the shared corpus with truth files under `dir`; returns (corpus, truth).
+fn gen_corpus(shared: &Path, dir: &Path, seed: &str, requests: &str, incident: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (corpus, truth) = (dir.join("corpus"), dir.join("truth"));
+    let st = std::process::Command::new("python3")
+        .arg(shared.join("corpus/gen_legacy_logs.py"))
+        .args(["--seed", seed, "--requests", requests, "--incident", incident, "--out"])
+        .arg(&corpus)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    (corpus, truth)
+}
+
 /// Same value: strings compare as text; a typed number compares numerically.
 fn same(got: &serde_json::Value, want: &str) -> bool {
     match got {
@@ -45,17 +60,7 @@ pub fn run_corpus_config_with(
         return None;
     };
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
-    let truth = dir.path().join("truth");
-    let st = std::process::Command::new("python3")
-        .arg(shared.join("corpus/gen_legacy_logs.py"))
-        .args(["--seed", "11", "--requests", requests, "--incident", incident, "--out"])
-        .arg(&corpus)
-        .arg("--truth")
-        .arg(&truth)
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let (corpus, _truth) = gen_corpus(&shared, dir.path(), "11", requests, incident);
     let cfg = edit(std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap().replace("stop_at_eof = false", "stop_at_eof = true"));
     let out = dir.path().join("out");
     let env = [
@@ -291,16 +296,7 @@ fn corpus_metrics_match_the_truth() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (corpus, truth) = (dir.path().join("corpus"), dir.path().join("truth"));
-    let st = std::process::Command::new("python3")
-        .arg(shared.join("corpus/gen_legacy_logs.py"))
-        .args(["--seed", "5", "--requests", "3000", "--incident", "0.6,0.1", "--out"])
-        .arg(&corpus)
-        .arg("--truth")
-        .arg(&truth)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    let (corpus, truth) = gen_corpus(&shared, dir.path(), "5", "3000", "0.6,0.1");
     let metrics_stage = r#"type = "metrics"
 [[transforms.m.counter]]
 name = "operation_retries_total"

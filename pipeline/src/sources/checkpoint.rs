@@ -192,16 +192,6 @@ impl Checkpoints {
         std::fs::rename(&tmp, &self.path)
     }
 
-    /// Committed offset of a stream (tests, status).
-    pub fn committed(&self, key: u64) -> Option<u64> {
-        self.state.lock().unwrap().streams.get(&key).map(|s| s.entry.offset)
-    }
-
-    /// Batches in flight over all streams.
-    pub fn in_flight(&self) -> usize {
-        self.state.lock().unwrap().streams.values().map(|s| s.tracker.in_flight()).sum()
-    }
-
     /// The checkpointer loop: apply acknowledgements as they come and save after each
     /// burst. Returns (after a final save) once `done` is set; the runtime sets it when
     /// every sink has finished, so every token has been released by then.

@@ -81,18 +81,6 @@ impl Outputs {
         ok
     }
 
-    pub async fn send(&self, batch: Batch) -> bool {
-        let n = self.senders.len();
-        let mut ok = false;
-        if n == 0 {
-            return false;
-        }
-        for s in &self.senders[..n - 1] {
-            ok |= s.send(batch.fan_out_clone()).await.is_ok();
-        }
-        ok |= self.senders[n - 1].send(batch).await.is_ok();
-        ok
-    }
 }
 
 /// Batch size limits from `[pipeline]`.
