@@ -226,7 +226,8 @@ fn lookup<'a>(e: &'a Event, path: &str) -> Option<Found<'a>> {
         return Some(Found::Value(v));
     }
     if !path.contains('.') {
-        return None;
+        // `source` names the source component when no field of that name exists.
+        return (path == "source").then(|| Found::Message(e.origin.info.source.as_str()));
     }
     let mut parts = path.split('.');
     let mut cur = e.fields.get(parts.next()?)?;
@@ -287,6 +288,12 @@ mod tests {
         assert!(cond(r#"{ not = { event = "x" } }"#).eval(&e));
         assert!(cond("{ 'sd.code' = 7 }").eval(&e));
         assert!(cond("{}").eval(&e));
+        // `source` is the source component's name unless a field of that name exists.
+        assert!(cond(r#"{ source = "s" }"#).eval(&e));
+        let mut f = ev("x", &[("source", Value::from("field"))]);
+        assert!(cond(r#"{ source = "field" }"#).eval(&f));
+        f.fields = Fields::new();
+        assert!(cond(r#"{ source = "s" }"#).eval(&f));
     }
 
     #[test]

@@ -97,6 +97,11 @@ fn embedded_quickstart_writes_structured_events_and_serves_metrics() {
     let (code, metrics) = http_get(port, "/metrics", None).unwrap();
     assert_eq!(code, 200);
     assert!(metrics.contains("sluice_events_out_total{component=\"events\""), "{metrics}");
+    // Log-derived metrics: one log_events_total per record, labelled by service.
+    let records: f64 = metrics.lines().filter(|l| l.starts_with("log_events_total{")).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+    assert_eq!(records as usize, lines, "{metrics}");
+    assert!(metrics.contains("log_events_total{source=\"payments\",event=\"payment_started\",level=\"info\"}"), "{metrics}");
+    assert!(metrics.contains("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"30\"}"), "{metrics}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

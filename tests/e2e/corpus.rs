@@ -61,7 +61,8 @@ pub fn run_corpus_config_with(
     };
     let dir = tempfile::tempdir().unwrap();
     let (corpus, _truth) = gen_corpus(&shared, dir.path(), "11", requests, incident);
-    let cfg = edit(std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap().replace("stop_at_eof = false", "stop_at_eof = true"));
+    let cfg = std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap().replace("stop_at_eof = false", "stop_at_eof = true");
+    let cfg = edit(without_example_sampling(cfg));
     let out = dir.path().join("out");
     let env = [
         ("CORPUS_DIR", corpus.display().to_string()),
@@ -84,10 +85,20 @@ pub fn run_corpus_config_with(
 const ALL_PARSES: &str = "inputs = [\"payments_parse\", \"orders_parse\", \"gateway_parse\", \"access_parse\", \"auth_parse\", \"cart_parse\", \"search_parse\"]";
 
 /// The corpus config with `stage` (a transform reading all parse stages) put in front
-/// of the sink.
+/// of the metrics and sampling stages.
 fn with_stage(cfg: String, name: &str, body: &str) -> String {
-    let cfg = cfg.replace(&format!("[sinks.events]\ntype = \"file\"\n{ALL_PARSES}"), &format!("[sinks.events]\ntype = \"file\"\ninputs = [\"{name}\"]"));
+    let signals = format!("[transforms.signals]\ntype = \"metrics\"\n{ALL_PARSES}");
+    assert!(cfg.contains(&signals), "the example's `signals` stage reads every parse stage");
+    let cfg = cfg.replace(&signals, &format!("[transforms.signals]\ntype = \"metrics\"\ninputs = [\"{name}\"]"));
     format!("{cfg}\n[transforms.{name}]\n{ALL_PARSES}\n{body}\n")
+}
+
+/// The example's sampler turned into a pass-through (1 in 1, no auto bypass), so tests
+/// see every event.
+fn without_example_sampling(cfg: String) -> String {
+    let sampler = "rate = 10\nkey_field = \"trace_id\"\nrules = [{ when = { event = \"health_check_ok\" }, rate = 100 }]\nauto_bypass = { when_error_ratio_above = 0.05, over = \"5m\", for = \"30m\" }\n";
+    assert!(cfg.contains(sampler), "the example's `sampled` stage");
+    cfg.replace(sampler, "rate = 1\n")
 }
 
 #[test]
@@ -212,7 +223,7 @@ fn corpus_pii_recall_and_false_positives() {
 #[test]
 fn corpus_tail_sampling_keeps_every_error_trace() {
     let Some((dir, events, _)) = run_corpus_config_with("4000", "0.6,0.1", |cfg| {
-        with_stage(cfg, "sampled", "type = \"sample\"\nrate = 10\ntail = { window = \"30s\", keep_if = { level_at_least = \"error\" }, max_traces = 100000 }")
+        with_stage(cfg, "trial_sampler", "type = \"sample\"\nrate = 10\ntail = { window = \"30s\", keep_if = { level_at_least = \"error\" }, max_traces = 100000 }")
     }) else {
         return;
     };
@@ -272,7 +283,7 @@ fn corpus_tail_sampling_keeps_every_error_trace() {
 #[test]
 fn corpus_auto_bypass_turns_on_inside_the_incident() {
     let Some((dir, _events, stderr)) = run_corpus_config_with("4000", "0.6,0.1", |cfg| {
-        with_stage(cfg, "sampled", "type = \"sample\"\nrate = 10\nauto_bypass = { when_error_ratio_above = 0.05, over = \"5m\", for = \"15m\" }")
+        with_stage(cfg, "trial_sampler", "type = \"sample\"\nrate = 10\nauto_bypass = { when_error_ratio_above = 0.05, over = \"5m\", for = \"15m\" }")
     }) else {
         return;
     };
@@ -297,27 +308,9 @@ fn corpus_metrics_match_the_truth() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (corpus, truth) = gen_corpus(&shared, dir.path(), "5", "3000", "0.6,0.1");
-    let metrics_stage = r#"type = "metrics"
-[[transforms.m.counter]]
-name = "operation_retries_total"
-help = "Retries of downstream operations, by operation"
-when = { event = "retry", exists = "operation" }
-labels = ["operation"]
-[[transforms.m.counter]]
-name = "gateway_responses_total"
-when = { event = "upstream_response" }
-labels = ["upstream", "status"]
-[[transforms.m.counter]]
-name = "payment_failures_total"
-when = { event = "payment_failed" }
-[[transforms.m.histogram]]
-name = "upstream_duration_seconds"
-field = "duration_ms"
-scale = 0.001
-buckets = [0.1, 0.5, 1, 5, 30]
-when = { event = "upstream_response" }
-labels = ["upstream"]"#;
-    let cfg = with_stage(std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap(), "m", metrics_stage);
+    // The example config's own `signals` stage, as shipped (its sampler keeps 1 in 10,
+    // after the metrics).
+    let cfg = std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap();
     let port = free_port();
     let out = dir.path().join("out");
     let env = [
@@ -348,7 +341,7 @@ labels = ["upstream"]"#;
     let done = wait_until(Duration::from_secs(60), || {
         http_get(port, "/api/v1/status", None).is_some_and(|(_, b)| {
             let st: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
-            st["components"].as_array().is_some_and(|c| c.iter().any(|x| x["name"] == "events" && x["events_out"].as_u64() == Some(records as u64)))
+            st["components"].as_array().is_some_and(|c| c.iter().any(|x| x["name"] == "signals" && x["events_out"].as_u64() == Some(records as u64)))
         })
     });
     assert!(done, "all {records} records through; stderr: {}", s.stderr());
@@ -356,15 +349,20 @@ labels = ["upstream"]"#;
     let value = |series: &str| -> u64 {
         m.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64).unwrap_or(0)
     };
-    assert!(m.contains("# HELP operation_retries_total Retries of downstream operations, by operation"), "{m}");
+    assert!(m.contains("# HELP operation_retries_total Retries logged by the services"), "{m}");
     for (op, n) in &retries {
-        assert_eq!(value(&format!("operation_retries_total{{operation=\"{op}\"}}")), *n, "retries of {op}");
+        // Summed over the `reason` label.
+        let prefix = format!("operation_retries_total{{source=\"orders\",operation=\"{op}\",");
+        let sum: f64 = m.lines().filter(|l| l.starts_with(&prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+        assert_eq!(sum as u64, *n, "retries of {op}");
     }
     assert!(statuses.get("504").copied().unwrap_or(0) > 10, "the incident has 504s: {statuses:?}");
     for (status, n) in &statuses {
         assert_eq!(value(&format!("gateway_responses_total{{upstream=\"bank-gw\",status=\"{status}\"}}")), *n, "status {status}");
     }
     assert_eq!(value("payment_failures_total"), failures);
+    let all: f64 = m.lines().filter(|l| l.starts_with("log_events_total{")).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+    assert_eq!(all as usize, records, "log_events_total counts every record once, before sampling");
     let total: u64 = statuses.values().sum();
     assert_eq!(value("upstream_duration_seconds_count{upstream=\"bank-gw\"}"), total);
     assert_eq!(value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"+Inf\"}"), total);

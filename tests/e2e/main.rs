@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod config_errors;
 mod corpus;
+mod observability;
 mod sampling;
 mod stages;
 mod stdin;

@@ -24,7 +24,8 @@
 //!   `inc_when` / `dec_when`. An event without the metric's `field` is skipped for that
 //!   metric and counted in `sluice_metric_missing_field_total{metric}`.
 //! * Label values come from event fields (mask first: they leave sluice). A missing label
-//!   field gives an empty value. Each metric has at most `max_series` (default 1000)
+//!   field gives an empty value; `source` without such a field is the source component's
+//!   name (one per service in the examples). Each metric has at most `max_series` (default 1000)
 //!   label combinations; events of further combinations go to one series whose labels are
 //!   all `__overflow__`, counted in `sluice_metric_series_overflow_total{metric}`.
 //! * Compute metrics before `sample`, so rates are not off by the sample rate.
@@ -134,6 +135,16 @@ struct Series<H> {
     make: fn(&str, Vec<Label>) -> H,
 }
 
+/// A label's value: the event's field, or for `source` without such a field, the name
+/// of the source component.
+#[inline]
+fn label_of<'a>(e: &'a Event, l: &str) -> std::borrow::Cow<'a, str> {
+    match e.fields.get(l) {
+        None if l == "source" => std::borrow::Cow::Borrowed(e.origin.info.source.as_str()),
+        v => label_str(v),
+    }
+}
+
 fn label_str(v: Option<&Value>) -> std::borrow::Cow<'_, str> {
     match v {
         Some(Value::Str(s)) => std::borrow::Cow::Borrowed(s.as_str()),
@@ -179,7 +190,7 @@ impl<H: Clone> Series<H> {
 
     #[inline]
     fn matches(&self, idx: usize, e: &Event) -> bool {
-        self.series[idx].0.iter().zip(&self.labels).all(|(v, l)| label_str(e.fields.get(l)) == v.as_str())
+        self.series[idx].0.iter().zip(&self.labels).all(|(v, l)| label_of(e, l) == v.as_str())
     }
 
     /// The series index for this event's label values.
@@ -191,7 +202,7 @@ impl<H: Clone> Series<H> {
         }
         let mut hash: u64 = 0;
         for l in &self.labels {
-            hash = hash_str(hash, &label_str(e.fields.get(l)));
+            hash = hash_str(hash, &label_of(e, l));
         }
         if let Some(cands) = self.map.get(&hash) {
             for &i in cands {
@@ -214,7 +225,7 @@ impl<H: Clone> Series<H> {
             };
             return i;
         }
-        let vals: Vec<String> = self.labels.iter().map(|l| label_str(e.fields.get(l)).into_owned()).collect();
+        let vals: Vec<String> = self.labels.iter().map(|l| label_of(e, l).into_owned()).collect();
         let labels = self.labels.iter().zip(&vals).map(|(k, v)| Label::new(k.clone(), v.clone())).collect();
         self.series.push((vals, (self.make)(&self.name, labels)));
         let i = self.series.len() - 1;
@@ -434,6 +445,22 @@ mod tests {
         }
         assert_eq!(s.count, 2, "at most max_series real series");
         assert!(s.overflow.is_some(), "the rest went to __overflow__");
+    }
+
+    #[test]
+    fn source_label_names_the_source_component() {
+        let mut s: Series<Counter> = Series::new("by_source_total", &["source".to_string()], None, |n, l| metrics::counter!(n.to_string(), l));
+        let e = |src: &str| Event::from_line(Bytes::from_static(b"x"), Timestamp(0), Origin { info: OriginInfo::new(src, None), offset: 0 });
+        let (a, b) = (e("orders"), e("payments"));
+        let _ = s.get(&a);
+        let _ = s.get(&b);
+        let _ = s.get(&a);
+        let vals: Vec<&str> = s.series.iter().map(|(v, _)| v[0].as_str()).collect();
+        assert_eq!(vals, ["orders", "payments"]);
+        let mut c = e("orders");
+        c.fields.insert("source", Value::from("override"));
+        let _ = s.get(&c);
+        assert_eq!(s.series.last().unwrap().0[0], "override", "a `source` field wins");
     }
 
     #[test]
