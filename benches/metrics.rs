@@ -89,6 +89,19 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The metrics stage alone, on events parsed beforehand (what its own thread does).
+    let mut parsed = events.clone();
+    for e in &mut parsed {
+        let _ = parse.apply(e, &ctx);
+    }
+    g.bench_function("5_metrics_only", |b| {
+        b.iter(|| {
+            for e in &parsed {
+                m.observe(e);
+            }
+            m.flush();
+        })
+    });
     g.finish();
 }
 

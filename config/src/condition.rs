@@ -218,6 +218,22 @@ impl Found<'_> {
     }
 }
 
+impl Condition {
+    /// The texts a string field must equal for this condition to hold, when the
+    /// condition requires that (`{ event = "x" }`, or such a term inside `all`). None when
+    /// it does not, or when a literal is numeric or boolean (those also match other
+    /// spellings). Lets a caller skip whole conditions after one look at the field.
+    pub fn required_texts(&self, field: &str) -> Option<Vec<&str>> {
+        match self {
+            Condition::OneOf(f, lits) if f == field => {
+                lits.iter().all(|l| l.num.is_none() && l.boolean.is_none()).then(|| lits.iter().map(|l| l.text.as_str()).collect())
+            }
+            Condition::All(cs) => cs.iter().find_map(|c| c.required_texts(field)),
+            _ => None,
+        }
+    }
+}
+
 fn lookup<'a>(e: &'a Event, path: &str) -> Option<Found<'a>> {
     if path == "message" {
         return Some(Found::Message(e.message()));
@@ -288,6 +304,10 @@ mod tests {
         assert!(cond(r#"{ not = { event = "x" } }"#).eval(&e));
         assert!(cond("{ 'sd.code' = 7 }").eval(&e));
         assert!(cond("{}").eval(&e));
+        assert_eq!(cond(r#"{ event = ["a", "b"], level = "x" }"#).required_texts("event"), Some(vec!["a", "b"]));
+        assert_eq!(cond(r#"{ all = [{ status = 5 }, { event = "a" }] }"#).required_texts("event"), Some(vec!["a"]));
+        assert_eq!(cond(r#"{ event = 5 }"#).required_texts("event"), None);
+        assert_eq!(cond(r#"{ any = [{ event = "a" }, { x = 1 }] }"#).required_texts("event"), None);
         // `source` is the source component's name unless a field of that name exists.
         assert!(cond(r#"{ source = "s" }"#).eval(&e));
         let mut f = ev("x", &[("source", Value::from("field"))]);

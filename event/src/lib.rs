@@ -19,7 +19,7 @@ mod value;
 
 pub use ack::{Ack, AckReceiver, AckSignal};
 pub use time::Timestamp;
-pub use value::{ByteStr, Fields, Value};
+pub use value::{short_eq, ByteStr, Fields, Value};
 
 use bytes::Bytes;
 use smol_str::SmolStr;

@@ -131,8 +131,10 @@ impl Fields {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        let kb = key.as_bytes();
+        self.0.iter().find(|(k, _)| short_eq(k.as_bytes(), kb)).map(|(_, v)| v)
     }
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -154,5 +156,45 @@ impl Fields {
     }
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
         self.0.iter_mut().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// Byte equality tuned for short strings (field names, label values): lengths first,
+/// then one or two overlapping word loads instead of a call to `memcmp`.
+#[inline]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    #[inline(always)]
+    fn w8(s: &[u8], i: usize) -> u64 {
+        u64::from_ne_bytes(s[i..i + 8].try_into().unwrap())
+    }
+    #[inline(always)]
+    fn w4(s: &[u8], i: usize) -> u32 {
+        u32::from_ne_bytes(s[i..i + 4].try_into().unwrap())
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod short_eq_tests {
+    use super::short_eq;
+
+    #[test]
+    fn agrees_with_slice_equality() {
+        let words = ["", "a", "b", "ab", "ba", "abc", "abd", "xbc", "level", "event", "levem", "trace_id", "trace_ie", "duration_ms", "duration_ns", "0123456789abcdef", "0123456789abcdeF", "0123456789abcdefg", "0123456789abcdefh"];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod goklog;
 pub mod json;
 pub mod level;
 pub mod logfmt;
+pub mod mining;
 pub mod placeholder;
 pub mod syslog;
 pub mod templates;

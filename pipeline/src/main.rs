@@ -6,6 +6,8 @@ use sluice_pipeline::{api, registry, topology};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod mine;
+
 /// The configuration used when `--config` is not given: the bundled quickstart
 /// (tails examples/quickstart/logs/*.log relative to the working directory).
 const EMBEDDED: &str = include_str!("../../examples/quickstart/sluice.toml");
@@ -42,11 +44,53 @@ enum Command {
         #[arg(long, global = true, env = "SLUICE_API_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Learn printf templates from logs (see `sluice templates mine --help`).
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
     /// Check a configuration: exit 0 with a one-line summary, or 2 with the errors.
     Validate {
         /// TOML configuration file (default: the embedded quickstart config).
         #[arg(short, long, value_name = "FILE")]
         config: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesAction {
+    /// Read logs (files, or standard input), print the learned templates with counts
+    /// and an example each, most frequent first.
+    Mine {
+        /// Header format to strip first, in the `parse` stage's language, e.g.
+        /// "{timestamp} {level} [{logger}] {message}" or a preset (syslog, json, ...).
+        /// Lines that do not fit are mined whole.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
+        /// strftime layout of {timestamp} in --format (default: recognised).
+        #[arg(long, value_name = "LAYOUT")]
+        timestamp_format: Option<String>,
+        /// Also write the templates as a file `parse` loads with `templates_file`.
+        #[arg(long, value_name = "OUT")]
+        toml: Option<std::path::PathBuf>,
+        /// Instead of the summary, print one NDJSON object per input line, in order:
+        /// the template_id and template of the final template the line belongs to.
+        #[arg(long)]
+        per_line: bool,
+        /// Distinct words at one position before templates differing only there merge.
+        #[arg(long, default_value_t = 4)]
+        min_distinct: usize,
+        /// Templates kept in memory (least recently seen forgotten beyond).
+        #[arg(long, default_value_t = 100_000)]
+        max_templates: usize,
+        /// Extra variable pattern (a regex); may be repeated.
+        #[arg(long = "mask", value_name = "REGEX")]
+        masks: Vec<String>,
+        /// Templates printed in the summary.
+        #[arg(long, default_value_t = 50)]
+        top: usize,
+        /// Log files (default: standard input).
+        files: Vec<std::path::PathBuf>,
     },
 }
 
@@ -193,6 +237,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Sampling { action, api, token } => sampling_cli(action, &api, token),
+        Command::Templates {
+            action: TemplatesAction::Mine { format, timestamp_format, toml, per_line, min_distinct, max_templates, masks, top, files },
+        } => mine::run(mine::Options { format, timestamp_format, toml, per_line, min_distinct, max_templates, masks, top, files }),
         Command::Run { config, no_sampling } => {
             init_logging();
             let cfg = match load(config.as_deref()) {

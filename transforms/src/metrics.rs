@@ -124,7 +124,8 @@ struct Series<H> {
     name: String,
     labels: Vec<String>,
     max: usize,
-    map: HashMap<u64, Vec<usize>>,
+    /// Series indexes by label-value hash (already a good hash: no re-hashing).
+    map: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<IdentityHasher>>,
     /// (label values, handle) by series index.
     series: Vec<(Vec<String>, H)>,
     last: Option<usize>,
@@ -155,6 +156,24 @@ fn label_str(v: Option<&Value>) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Hasher for keys that are already hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// Word-at-a-time hash of a string (FxHash-style).
 #[inline]
 fn hash_str(mut h: u64, s: &str) -> u64 {
@@ -177,7 +196,7 @@ impl<H: Clone> Series<H> {
             name: name.to_string(),
             labels: labels.to_vec(),
             max: max.unwrap_or(1000).max(1),
-            map: HashMap::new(),
+            map: HashMap::default(),
             series: Vec::new(),
             last: None,
             count: 0,
@@ -188,25 +207,45 @@ impl<H: Clone> Series<H> {
         }
     }
 
-    #[inline]
-    fn matches(&self, idx: usize, e: &Event) -> bool {
-        self.series[idx].0.iter().zip(&self.labels).all(|(v, l)| label_of(e, l) == v.as_str())
+
+    /// The series index for this event's label values (each label looked up once).
+    fn index(&mut self, e: &Event) -> usize {
+        const STACK: usize = 8;
+        let n = self.labels.len();
+        if n == 0 && !self.series.is_empty() {
+            return 0;
+        }
+        if n <= STACK {
+            let mut vals: [std::borrow::Cow<'_, str>; STACK] = Default::default();
+            for (v, l) in vals.iter_mut().zip(&self.labels) {
+                *v = label_of(e, l);
+            }
+            self.index_of(&vals[..n])
+        } else {
+            let vals: Vec<_> = self.labels.iter().map(|l| label_of(e, l)).collect();
+            self.index_of(&vals)
+        }
     }
 
-    /// The series index for this event's label values.
-    fn index(&mut self, e: &Event) -> usize {
+    #[inline]
+    fn same(&self, idx: usize, vals: &[std::borrow::Cow<'_, str>]) -> bool {
+        let have = &self.series[idx].0;
+        have.len() == vals.len() && have.iter().zip(vals).all(|(h, v)| sluice_event::short_eq(h.as_bytes(), v.as_bytes()))
+    }
+
+    fn index_of(&mut self, vals: &[std::borrow::Cow<'_, str>]) -> usize {
         if let Some(i) = self.last {
-            if Some(i) != self.overflow && self.matches(i, e) {
+            if Some(i) != self.overflow && self.same(i, vals) {
                 return i;
             }
         }
         let mut hash: u64 = 0;
-        for l in &self.labels {
-            hash = hash_str(hash, &label_of(e, l));
+        for v in vals {
+            hash = hash_str(hash, v);
         }
         if let Some(cands) = self.map.get(&hash) {
             for &i in cands {
-                if self.matches(i, e) {
+                if self.same(i, vals) {
                     self.last = Some(i);
                     return i;
                 }
@@ -225,7 +264,7 @@ impl<H: Clone> Series<H> {
             };
             return i;
         }
-        let vals: Vec<String> = self.labels.iter().map(|l| label_of(e, l).into_owned()).collect();
+        let vals: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
         let labels = self.labels.iter().zip(&vals).map(|(k, v)| Label::new(k.clone(), v.clone())).collect();
         self.series.push((vals, (self.make)(&self.name, labels)));
         let i = self.series.len() - 1;
@@ -235,9 +274,9 @@ impl<H: Clone> Series<H> {
         i
     }
 
-    fn get(&mut self, e: &Event) -> H {
+    fn get(&mut self, e: &Event) -> &H {
         let i = self.index(e);
-        self.series[i].1.clone()
+        &self.series[i].1
     }
 }
 
@@ -250,7 +289,29 @@ fn num(v: Option<&Value>) -> Option<f64> {
     }
 }
 
+/// A cheap pre-check of a `when` that requires `event` to be one of some names: one
+/// look at the event's `event` field (taken once per event) rules out most metrics
+/// without evaluating their conditions.
+struct Gate(Option<Box<[String]>>);
+
+impl Gate {
+    fn of(c: Option<&Condition>) -> Gate {
+        Gate(c.and_then(|c| c.required_texts("event")).map(|v| v.into_iter().map(str::to_owned).collect()))
+    }
+    /// False only when the condition cannot hold.
+    #[inline]
+    fn open(&self, event: Option<&Value>) -> bool {
+        match (&self.0, event) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(names), Some(Value::Str(s))) => names.iter().any(|n| sluice_event::short_eq(n.as_bytes(), s.as_bytes())),
+            (Some(_), Some(_)) => true,
+        }
+    }
+}
+
 struct CounterM {
+    gate: Gate,
     when: Option<Condition>,
     field: Option<String>,
     series: Series<Counter>,
@@ -259,12 +320,14 @@ struct CounterM {
     touched: Vec<usize>,
 }
 struct HistogramM {
+    gate: Gate,
     when: Option<Condition>,
     field: String,
     scale: f64,
     series: Series<Histogram>,
 }
 struct GaugeM {
+    gate: Gate,
     when: Option<Condition>,
     field: Option<String>,
     inc: Option<Condition>,
@@ -300,6 +363,7 @@ impl MetricsConfig {
                 metrics::describe_counter!(c.name.clone(), h.clone());
             }
             counters.push(CounterM {
+                gate: Gate::of(c.when.as_ref()),
                 when: c.when.clone(),
                 field: c.field.clone(),
                 series: Series::new(&c.name, &c.labels, c.max_series, |n, l| metrics::counter!(n.to_string(), l)),
@@ -322,6 +386,7 @@ impl MetricsConfig {
                 metrics::describe_histogram!(h.name.clone(), d.clone());
             }
             histograms.push(HistogramM {
+                gate: Gate::of(h.when.as_ref()),
                 when: h.when.clone(),
                 field: h.field.clone(),
                 scale: h.scale.unwrap_or(1.0),
@@ -341,6 +406,7 @@ impl MetricsConfig {
                 metrics::describe_gauge!(g.name.clone(), d.clone());
             }
             gauges.push(GaugeM {
+                gate: Gate::of(g.when.as_ref()),
                 when: g.when.clone(),
                 field: g.field.clone(),
                 inc: g.inc_when.clone(),
@@ -354,8 +420,9 @@ impl MetricsConfig {
 
 impl Metrics {
     pub fn observe(&mut self, e: &Event) {
+        let event = e.fields.get("event");
         for c in &mut self.counters {
-            if c.when.as_ref().is_some_and(|w| !w.eval(e)) {
+            if !c.gate.open(event) || c.when.as_ref().is_some_and(|w| !w.eval(e)) {
                 continue;
             }
             let by = match &c.field {
@@ -378,7 +445,7 @@ impl Metrics {
             c.pending[i] += by;
         }
         for h in &mut self.histograms {
-            if h.when.as_ref().is_some_and(|w| !w.eval(e)) {
+            if !h.gate.open(event) || h.when.as_ref().is_some_and(|w| !w.eval(e)) {
                 continue;
             }
             match num(e.fields.get(&h.field)) {
@@ -387,7 +454,7 @@ impl Metrics {
             }
         }
         for g in &mut self.gauges {
-            if g.when.as_ref().is_some_and(|w| !w.eval(e)) {
+            if !g.gate.open(event) || g.when.as_ref().is_some_and(|w| !w.eval(e)) {
                 continue;
             }
             if let Some(f) = &g.field {

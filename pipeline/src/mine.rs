@@ -1,0 +1,263 @@
+//! `sluice templates mine`: learn the templates of a legacy service's logs.
+
+use sluice_event::ByteStr;
+use sluice_parsers::mining::{Miner, MinerConfig, Template, Tok, VAR};
+use sluice_parsers::{Context, Format, Parsed};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub struct Options {
+    pub format: Option<String>,
+    pub timestamp_format: Option<String>,
+    pub toml: Option<PathBuf>,
+    pub per_line: bool,
+    pub min_distinct: usize,
+    pub max_templates: usize,
+    pub masks: Vec<String>,
+    pub top: usize,
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(o: Options) -> ExitCode {
+    let masks = match o.masks.iter().map(|m| regex::Regex::new(m).map_err(|e| format!("--mask {m:?}: {e}"))).collect::<Result<Vec<_>, _>>() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sluice templates mine: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let format = match o.format.as_deref().map(|f| Format::compile(f, o.timestamp_format.as_deref())) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            eprintln!("sluice templates mine: --format: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut miner = Miner::new(MinerConfig { max_templates: o.max_templates, min_distinct: o.min_distinct, masks, ..MinerConfig::default() });
+    let started = Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let mut shapes: Vec<u32> = Vec::new();
+    let mut lines = 0u64;
+    let mut header_misses = 0u64;
+    let mut bytes_total = 0u64;
+    let ctx = Context::default();
+    let mut parsed = Parsed::default();
+    let inputs: Vec<Option<PathBuf>> = if o.files.is_empty() { vec![None] } else { o.files.iter().cloned().map(Some).collect() };
+    for input in inputs {
+        let data = match &input {
+            Some(p) => std::fs::read(p),
+            None => {
+                let mut v = Vec::new();
+                std::io::stdin().lock().read_to_end(&mut v).map(|_| v)
+            }
+        };
+        let data = match data {
+            Ok(d) => bytes::Bytes::from(d),
+            Err(e) => {
+                eprintln!("sluice templates mine: {}: {e}", input.as_ref().map_or("<stdin>".into(), |p| p.display().to_string()));
+                return ExitCode::from(1);
+            }
+        };
+        bytes_total += data.len() as u64;
+        let mut start = 0;
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let mut line_end = end;
+            if line_end > start && data[line_end - 1] == b'\r' {
+                line_end -= 1;
+            }
+            let line = data.slice(start..line_end);
+            start = end + 1;
+            lines += 1;
+            let mined = match &format {
+                None => miner.mine(&line),
+                Some(f) => {
+                    parsed.clear();
+                    let msg = ByteStr::from_utf8(line.clone()).ok().and_then(|s| f.parse(&s, &ctx, &mut parsed).ok().and(parsed.message.take()));
+                    match msg {
+                        Some(m) => miner.mine(m.as_bytes()),
+                        None => {
+                            header_misses += 1;
+                            miner.mine(&line)
+                        }
+                    }
+                }
+            };
+            if o.per_line {
+                shapes.push(mined.shape);
+            }
+            if progress && lines % (1 << 20) == 0 {
+                eprint!("\r{lines} lines, {} MB, {} templates, {:.0} s ", bytes_total / 1_000_000, miner.templates().len(), started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if progress && lines >= 1 << 20 {
+        eprintln!();
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let templates = miner.templates();
+    let res = (|| -> std::io::Result<()> {
+        if o.per_line {
+            // One cached JSON object per template, then one copy per line.
+            let mut cache: Vec<Option<Vec<u8>>> = Vec::new();
+            for &s in &shapes {
+                let t = miner.template_of_shape(s) as usize;
+                if cache.len() <= t {
+                    cache.resize(t + 1, None);
+                }
+                let j = cache[t].get_or_insert_with(|| {
+                    let tpl = miner.template(t as u32);
+                    let mut v = serde_json::to_vec(&serde_json::json!({ "template_id": tpl.id, "template": tpl.text })).unwrap();
+                    v.push(b'\n');
+                    v
+                });
+                out.write_all(j)?;
+            }
+        } else {
+            for t in templates.iter().take(o.top) {
+                writeln!(out, "{:>9}  {}", t.count, t.text)?;
+                writeln!(out, "           e.g. {}", t.example)?;
+            }
+            if templates.len() > o.top {
+                writeln!(out, "… and {} more templates (--top N shows more)", templates.len() - o.top)?;
+            }
+        }
+        out.flush()
+    })();
+    if let Err(e) = res {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("sluice templates mine: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(path) = &o.toml {
+        if let Err(e) = std::fs::write(path, to_toml(&templates, lines)) {
+            eprintln!("sluice templates mine: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    eprintln!(
+        "{lines} lines, {} templates, {:.2} s ({:.2} M lines/s){}",
+        templates.len(),
+        secs,
+        lines as f64 / secs.max(1e-9) / 1e6,
+        if header_misses > 0 { format!("; {header_misses} lines did not fit --format and were mined whole") } else { String::new() }
+    );
+    ExitCode::SUCCESS
+}
+
+/// Lower-case letters of a word (`Payment` → `payment`), or None if it has none or
+/// anything but letters and trailing punctuation.
+fn word_name(w: &str) -> Option<String> {
+    let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    (!w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic() || c == '_')).then(|| w.to_ascii_lowercase())
+}
+
+/// A readable event name from the template's words before its first variable (up to
+/// five): `Payment failed for user <*>: …` → `payment_failed_for_user`.
+pub fn event_name(t: &Template) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for tok in &t.tokens {
+        match tok {
+            Tok::Lit(s) if !s.contains(VAR) => words.extend(word_name(s)),
+            _ if !words.is_empty() => break,
+            _ => {}
+        }
+        if words.len() == 5 {
+            break;
+        }
+    }
+    if words.is_empty() {
+        "event".into()
+    } else {
+        words.join("_")
+    }
+}
+
+const STOPWORDS: [&str; 22] = ["a", "an", "the", "for", "from", "to", "of", "in", "on", "at", "by", "with", "after", "before", "is", "was", "are", "and", "or", "as", "into", "via"];
+
+/// A placeholder name from the word before it, unless that is a stop word.
+fn hint_of(prev: &Option<String>) -> Option<String> {
+    prev.clone().filter(|w| !STOPWORDS.contains(&w.as_str()))
+}
+
+/// The template as a `parse` pattern: `<*>` become named placeholders (named after the
+/// word before them, or `key` of `key=<*>`), braces are escaped.
+pub fn pattern(t: &Template) -> String {
+    let mut out = String::new();
+    let mut used: Vec<String> = Vec::new();
+    let name_for = |hint: Option<String>, used: &mut Vec<String>| {
+        let base = hint.filter(|h| !h.is_empty()).unwrap_or_else(|| "value".into());
+        let mut n = base.clone();
+        let mut k = 2;
+        while used.contains(&n) {
+            n = format!("{base}_{k}");
+            k += 1;
+        }
+        used.push(n.clone());
+        n
+    };
+    let mut prev_word: Option<String> = None;
+    for (i, tok) in t.tokens.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match tok {
+            Tok::Var => {
+                let n = name_for(hint_of(&prev_word.take()), &mut used);
+                out.push('{');
+                out.push_str(&n);
+                out.push('}');
+            }
+            Tok::Lit(s) => {
+                let parts: Vec<&str> = s.split(VAR).collect();
+                for (j, part) in parts.iter().enumerate() {
+                    out.push_str(&part.replace('{', "{{").replace('}', "}}"));
+                    if j + 1 < parts.len() {
+                        // key=<*> → key; else the word before (`payment pay_<*>` →
+                        // payment); else the token's own prefix (`blk_<*>` → blk).
+                        let tail: String = part.chars().rev().skip_while(|c| !c.is_ascii_alphabetic()).take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
+                        let hint = if part.ends_with('=') { word_name(&tail) } else { None }.or_else(|| hint_of(&prev_word)).or_else(|| word_name(&tail));
+                        let n = name_for(hint, &mut used);
+                        out.push('{');
+                        out.push_str(&n);
+                        out.push('}');
+                    }
+                }
+                prev_word = if s.contains(VAR) { None } else { word_name(s) };
+            }
+        }
+    }
+    out
+}
+
+fn to_toml(templates: &[&Template], lines: u64) -> String {
+    let mut s = format!(
+        "# Templates mined by `sluice templates mine` from {lines} lines, most frequent first.\n# Rename events and placeholders as you like, then load with `templates_file`.\n"
+    );
+    let mut names: Vec<String> = Vec::new();
+    for t in templates {
+        let base = event_name(t);
+        let mut n = base.clone();
+        let mut k = 2;
+        while names.contains(&n) {
+            n = format!("{base}_{k}");
+            k += 1;
+        }
+        names.push(n.clone());
+        let q = |x: &str| toml::Value::String(x.to_string()).to_string();
+        s.push_str(&format!(
+            "\n[[templates]]\nevent = {}\npattern = {}\n# {} lines, e.g. {}\n",
+            q(&n),
+            q(&pattern(t)),
+            t.count,
+            t.example.replace('\n', " ")
+        ));
+    }
+    s
+}

@@ -1,0 +1,184 @@
+//! `sluice templates mine`: the summary, `--toml` (loadable by `parse`), `--per-line`,
+//! and grouping accuracy on the eight shared Loghub sets.
+
+use crate::harness::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn mine(args: &[&str], stdin: &[u8]) -> (String, String) {
+    let mut c = sluice().args(["templates", "mine"]).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut input = c.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = c.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Lines of a small legacy service: four message kinds, one with a user name.
+fn service_lines() -> Vec<String> {
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let mut v = Vec::new();
+    for i in 0..300u32 {
+        let ts = format!("2026-11-21 10:{:02}:{:02},{:03}", i / 60 % 60, i % 60, i % 1000);
+        v.push(match i % 5 {
+            0 | 1 => format!("{ts} INFO [pay] Payment failed for user {}: Card declined", 1000 + i),
+            2 => format!("{ts} WARN [pay] Retrying charge for payment pay_{:08x} (attempt {} of 3) after {}ms", i * 7919, i % 3 + 1, 100 * i),
+            3 => format!("{ts} INFO [pay] Session opened for {} from 10.0.{}.{}:{}", users[i as usize % users.len()], i % 7, i % 250, 40000 + i),
+            _ => format!("{ts} ERROR [pay] Gateway bank-gw timed out after 30000ms request_id={:016x}", u64::from(i) * 0x9e37_79b9),
+        });
+    }
+    v
+}
+
+#[test]
+fn mine_prints_templates_and_writes_a_templates_file_parse_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = service_lines();
+    let log = dir.path().join("pay.log");
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let toml = dir.path().join("pay-templates.toml");
+    let format = "{timestamp} {level} [{logger}] {message}";
+    let out = sluice().args(["templates", "mine", "--format", format, "--toml"]).arg(&toml).arg(&log).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // Most frequent first, with counts and an example each.
+    let rows: Vec<&str> = stdout.lines().filter(|l| !l.trim_start().starts_with("e.g.")).collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    assert!(rows[0].trim_start().starts_with("120  Payment failed for user <*>: Card declined"), "{stdout}");
+    let counts: Vec<u64> = rows.iter().map(|r| r.split_whitespace().next().unwrap().parse().unwrap()).collect();
+    assert_eq!(counts, [120, 60, 60, 60]);
+    assert!(stdout.contains("Session opened for <*> from <*>"), "six user names are a variable: {stdout}");
+    assert!(stdout.contains("e.g. Payment failed for user 1000: Card declined"), "{stdout}");
+    // The templates file: readable names, loadable by `parse`, and it names every line.
+    let t = std::fs::read_to_string(&toml).unwrap();
+    assert!(t.contains("event = \"payment_failed_for_user\"") && t.contains("pattern = \"Payment failed for user {user}: Card declined\""), "{t}");
+    let cfg = format!(
+        "{}[sources.f]\ntype = \"file\"\ninclude = [\"{}\"]\nstop_at_eof = true\n[transforms.p]\ntype = \"parse\"\ninputs = [\"f\"]\nformat = \"{format}\"\ntemplates_file = \"{}\"\n[sinks.o]\ntype = \"file\"\ninputs = [\"p\"]\npath = \"{}/out.ndjson\"\n",
+        header(dir.path(), None),
+        log.display(),
+        toml.display(),
+        dir.path().join("out").display()
+    );
+    let mut s = Sluice::start(dir.path(), &cfg);
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), 0, "{}", s.stderr());
+    let events = read_events(&dir.path().join("out"));
+    assert_eq!(events.len(), lines.len());
+    let mut by_event: HashMap<String, usize> = HashMap::new();
+    for e in &events {
+        assert!(e.get("parse_error").is_none(), "{e}");
+        *by_event.entry(e["event"].as_str().unwrap_or_else(|| panic!("a mined template names every line: {e}")).to_string()).or_default() += 1;
+    }
+    assert_eq!(by_event["payment_failed_for_user"], 120, "{by_event:?}");
+    assert_eq!(by_event.len(), 4, "{by_event:?}");
+    let retry = events.iter().find(|e| e["event"] == "retrying_charge_for_payment").unwrap();
+    assert!(retry["attempt"].is_string() && retry["payment"].as_str().unwrap().len() == 8, "{retry}");
+}
+
+#[test]
+fn per_line_gives_each_line_its_final_template_with_stable_ids() {
+    let lines = service_lines();
+    let input = lines.join("\n") + "\n";
+    let (out, _) = mine(&["--per-line", "--format", "{timestamp} {level} [{logger}] {message}"], input.as_bytes());
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), lines.len(), "one object per input line");
+    // The first session lines were mined before the user column generalised; they still
+    // get the final template.
+    let session: Vec<&serde_json::Value> = rows.iter().enumerate().filter(|(i, _)| i % 5 == 3).map(|(_, r)| r).collect();
+    assert!(session.iter().all(|r| r["template"] == "Session opened for <*> from <*>"), "{:?}", session[0]);
+    assert!(session.windows(2).all(|w| w[0]["template_id"] == w[1]["template_id"]));
+    // Stable ids: another process, the lines in reverse order, gives the same ids.
+    let mut rev = lines.clone();
+    rev.reverse();
+    let (out2, _) = mine(&["--per-line", "--format", "{timestamp} {level} [{logger}] {message}"], (rev.join("\n") + "\n").as_bytes());
+    let mut ids1: Vec<String> = rows.iter().map(|r| r["template_id"].as_str().unwrap().to_string()).collect();
+    let mut ids2: Vec<String> = out2.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["template_id"].as_str().unwrap().to_string()).collect();
+    ids1.sort();
+    ids1.dedup();
+    ids2.sort();
+    ids2.dedup();
+    assert_eq!(ids1, ids2);
+}
+
+/// Minimal CSV reader (quoted fields, doubled quotes) for the Loghub files.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\r') => {}
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+/// Grouping accuracy: a line is right when the set of lines in its mined group equals
+/// the set of lines sharing its true EventId.
+fn grouping_accuracy(pred: &[String], truth: &[String]) -> f64 {
+    let mut pg: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut tg: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (p, t)) in pred.iter().zip(truth).enumerate() {
+        pg.entry(p).or_default().push(i);
+        tg.entry(t).or_default().push(i);
+    }
+    let ok = pred.iter().zip(truth).filter(|(p, t)| pg[p.as_str()] == tg[t.as_str()]).count();
+    ok as f64 / pred.len() as f64
+}
+
+/// The eight shared Loghub sets, fed the Content column, one configuration (the
+/// defaults) for all. Issue target: average ≥ 0.95; each set is also held to what it
+/// scored when this test was written (minus 0.01), so no set silently regresses.
+#[test]
+fn loghub_grouping_accuracy() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP: ../shared is absent; the Loghub accuracy test needs ../shared/loghub");
+        return;
+    };
+    let floors = [("HDFS", 0.998), ("Hadoop", 0.989), ("Spark", 0.944), ("BGL", 0.995), ("HPC", 0.990), ("Linux", 0.876), ("Mac", 0.928), ("OpenStack", 1.0)];
+    let mut sum = 0.0;
+    let mut report = Vec::new();
+    for (set, floor) in floors {
+        let text = std::fs::read_to_string(shared.join(format!("loghub/{set}/{set}_2k.log_structured.csv"))).unwrap();
+        let rows = csv_rows(&text);
+        let head = &rows[0];
+        let content = head.iter().position(|h| h == "Content").unwrap();
+        let event = head.iter().position(|h| h == "EventId").unwrap();
+        let (lines, truth): (Vec<String>, Vec<String>) = rows[1..].iter().map(|r| (r[content].clone(), r[event].clone())).unzip();
+        assert_eq!(lines.len(), 2000, "{set}");
+        let (out, _) = mine(&["--per-line"], (lines.join("\n") + "\n").as_bytes());
+        let pred: Vec<String> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["template_id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(pred.len(), lines.len(), "{set}");
+        let ga = grouping_accuracy(&pred, &truth);
+        report.push(format!("{set} {ga:.3}"));
+        assert!(ga >= floor - 0.01, "{set}: grouping accuracy {ga:.3} fell below {floor} − 0.01");
+        sum += ga;
+    }
+    let avg = sum / floors.len() as f64;
+    eprintln!("Loghub grouping accuracy: {} — average {avg:.4}", report.join(", "));
+    assert!(avg >= 0.95, "average grouping accuracy {avg:.4} < 0.95: {report:?}");
+}
