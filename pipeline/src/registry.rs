@@ -44,7 +44,7 @@ fn source<T: DeserializeOwned + SourceConfig>(cfg: &Config, c: &Component) -> Re
 
 fn transform<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Transform>, Diagnostic> {
     let t: T = cfg.decode(c)?;
-    t.build(&sluice_transforms::TransformContext { name: c.name.clone() }).map_err(|e| located(cfg, c, e))
+    t.build(&sluice_transforms::TransformContext { name: c.name.clone(), data_dir: Some(cfg.data_dir.clone()) }).map_err(|e| located(cfg, c, e))
 }
 
 fn sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {

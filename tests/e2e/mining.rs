@@ -182,3 +182,64 @@ fn loghub_grouping_accuracy() {
     eprintln!("Loghub grouping accuracy: {} — average {avg:.4}", report.join(", "));
     assert!(avg >= 0.95, "average grouping accuracy {avg:.4} < 0.95: {report:?}");
 }
+
+/// `mine_unknown` in `parse`: unmatched messages get template_id, template and params;
+/// the learned templates are saved in data_dir and reloaded by the next run.
+#[test]
+fn parse_mines_unknown_messages_and_reloads_learned_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let mut first = String::new();
+    for i in 0..50 {
+        first.push_str(&format!("2026-11-21 10:00:{:02} INFO health check ok\n", i % 60));
+        first.push_str(&format!("2026-11-21 10:00:{:02} INFO Session opened for {} from 10.1.2.{}\n", i % 60, users[i % 5], i));
+        first.push_str(&format!("2026-11-21 10:00:{:02} WARN Payment failed for user {}: Card declined\n", i % 60, 100 + i));
+    }
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("a.log"), &first).unwrap();
+    let cfg = |out: &str| {
+        format!(
+            "{}[sources.f]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nstop_at_eof = true\n[transforms.p]\ntype = \"parse\"\ninputs = [\"f\"]\nformat = \"{{timestamp}} {{level}} {{message}}\"\ntemplates = [{{ event = \"health_check_ok\", pattern = \"health check ok\" }}]\nmine_unknown = true\n[sinks.o]\ntype = \"file\"\ninputs = [\"p\"]\npath = \"{}\"\n",
+            header(dir.path(), None),
+            logs.display(),
+            dir.path().join(out).join("out.ndjson").display()
+        )
+    };
+    let mut s = Sluice::start(dir.path(), &cfg("out1"));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), 0, "{}", s.stderr());
+    let events = read_events(&dir.path().join("out1"));
+    assert_eq!(events.len(), 150);
+    let declared: Vec<_> = events.iter().filter(|e| e["event"] == "health_check_ok").collect();
+    assert_eq!(declared.len(), 50);
+    assert!(declared.iter().all(|e| e.get("template").is_none()), "declared templates win");
+    let failed: Vec<_> = events.iter().filter(|e| e["message"].as_str().unwrap().starts_with("Payment failed")).collect();
+    assert!(failed.iter().all(|e| e["template"] == "Payment failed for user <*>: Card declined"), "{}", failed[0]);
+    assert_eq!(failed[7]["params"], serde_json::json!(["107"]));
+    let id = failed[0]["template_id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 16);
+    assert!(failed.iter().all(|e| e["template_id"] == id.as_str()));
+    let sessions: Vec<_> = events.iter().filter(|e| e["message"].as_str().unwrap().starts_with("Session")).collect();
+    let last = sessions.last().unwrap();
+    assert_eq!(last["template"], "Session opened for <*> from <*>", "{last}");
+    assert_eq!(last["params"], serde_json::json!(["erin", "10.1.2.49"]));
+    let merged_id = last["template_id"].as_str().unwrap().to_string();
+    // Saved: texts, counts, ids and the ids the merged template replaced; no lines.
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("data/templates/p.json")).unwrap()).unwrap();
+    let ts = saved["templates"].as_array().unwrap();
+    let merged = ts.iter().find(|t| t["id"] == merged_id.as_str()).unwrap_or_else(|| panic!("{saved}"));
+    assert_eq!(merged["template"], "Session opened for <*> from <*>");
+    assert!(merged["aliases"].as_array().unwrap().len() >= 4, "{merged}");
+    let file_text = saved.to_string();
+    assert!(!file_text.contains("alice") && !file_text.contains("10.1.2."), "no example lines in the saved state: {file_text}");
+
+    // Second run, one new session line of a new user: the reloaded template takes it
+    // (a fresh miner would learn `Session opened for zoe from <*>`).
+    std::fs::write(logs.join("b.log"), "2026-11-21 11:00:00 INFO Session opened for zoe from 10.9.9.9\n").unwrap();
+    let mut s = Sluice::start(dir.path(), &cfg("out2"));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), 0, "{}", s.stderr());
+    let events = read_events(&dir.path().join("out2"));
+    assert_eq!(events.len(), 1, "only the new file is read: {events:?}");
+    assert_eq!(events[0]["template_id"], merged_id.as_str(), "{}", events[0]);
+    assert_eq!(events[0]["params"], serde_json::json!(["zoe", "10.9.9.9"]));
+}

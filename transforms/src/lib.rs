@@ -62,6 +62,9 @@ pub struct Outcome {
 pub struct TransformContext {
     /// The component name (`[transforms.NAME]`).
     pub name: String,
+    /// Where stages keep state across restarts (the config's `data_dir`); None in tests
+    /// and tools that keep nothing.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// A config struct that builds a transform (without side effects beyond reading the

@@ -10,7 +10,22 @@
 //! infer_level = false
 //! on_error = "pass"                            # or "drop"
 //! default_event = "http_request"               # event for lines no template matches
+//! mine_unknown = true                          # learn templates of unmatched messages
+//! max_templates = 10000                        # learned templates kept (LRU)
+//! mine_masks = ['\bORD-\d+\b']                  # extra variable patterns
 //! ```
+//!
+//! With `mine_unknown`, a message no declared template matches gets `template_id`,
+//! `template` (`Payment failed for user <*>: <*>`) and `params` (the variable values,
+//! in order), from the online miner in `sluice_parsers::mining`. Learned templates are
+//! saved in `data_dir/templates/<stage>.json` (every 30 s and at shutdown; texts, counts
+//! and ids, never example lines, which may hold unmasked PII) and reloaded at start.
+//! `template_id` is the hash of the template text, so it is the same across restarts
+//! and across sluice processes that learned the same template. When a learned template
+//! later generalises (a fourth user name turns `session opened for alice` into `session
+//! opened for <*>`), the merged template gets a new id; events already sent keep the old
+//! one, and the file lists it under the new template's `aliases`, so a query can map old
+//! ids to the new template.
 //!
 //! A line that does not fit the format keeps its raw text as `message` and gets
 //! `parse_error` with the reason (or is dropped and counted with `on_error = "drop"`).
@@ -20,6 +35,7 @@
 use crate::{Emit, OptionError, Outcome, Transform, TransformConfig};
 use serde::Deserialize;
 use sluice_event::{Batch, ByteStr, Event, Timestamp, Value};
+use sluice_parsers::mining::{Miner, MinerConfig};
 use sluice_parsers::templates::{Scratch, TemplateSet, TemplateSpec};
 use sluice_parsers::{level, Context, Format, Parsed};
 
@@ -55,6 +71,14 @@ pub struct ParseConfig {
     #[serde(default)]
     pub on_error: OnError,
     pub default_event: Option<String>,
+    /// Learn templates for messages no declared template matches.
+    #[serde(default)]
+    pub mine_unknown: bool,
+    /// Learned templates kept in memory (least recently seen forgotten beyond).
+    pub max_templates: Option<usize>,
+    /// Extra variable patterns (regexes) for mining.
+    #[serde(default)]
+    pub mine_masks: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,8 +88,14 @@ struct TemplatesFile {
 }
 
 impl TransformConfig for ParseConfig {
-    fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
-        Ok(Box::new(self.compile()?))
+    fn build(&self, ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
+        let mut p = self.compile()?;
+        if let (Some(m), Some(dir)) = (&mut p.miner, &ctx.data_dir) {
+            let path = dir.join("templates").join(format!("{}.json", ctx.name));
+            m.load(&path).map_err(|e| OptionError::new("mine_unknown", format!("cannot load learned templates from {}: {e}", path.display())))?;
+            m.path = Some(path);
+        }
+        Ok(Box::new(p))
     }
 }
 
@@ -99,6 +129,16 @@ impl ParseConfig {
             default_event: self.default_event.as_deref().map(ByteStr::from),
             scratch: Scratch::default(),
             parsed: Parsed::default(),
+            miner: if self.mine_unknown {
+                let mut masks = Vec::new();
+                for m in &self.mine_masks {
+                    masks.push(regex::Regex::new(m).map_err(|e| OptionError::new("mine_masks", format!("{m:?}: {e}")))?);
+                }
+                let defaults = MinerConfig::default();
+                Some(Learned::new(Miner::new(MinerConfig { max_templates: self.max_templates.unwrap_or(defaults.max_templates).max(1), masks, ..defaults })))
+            } else {
+                None
+            },
         })
     }
 }
@@ -111,6 +151,85 @@ pub struct Parse {
     default_event: Option<ByteStr>,
     scratch: Scratch,
     parsed: Parsed,
+    miner: Option<Learned>,
+}
+
+/// The miner of a parse stage, its cached field values and its file.
+pub struct Learned {
+    miner: Miner,
+    /// Per template index: (template_id, template) as event values, built once.
+    values: Vec<Option<(Value, Value)>>,
+    path: Option<std::path::PathBuf>,
+    dirty: bool,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct SavedTemplate {
+    id: String,
+    template: String,
+    count: u64,
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct SavedTemplates {
+    version: u32,
+    templates: Vec<SavedTemplate>,
+}
+
+impl Learned {
+    fn new(miner: Miner) -> Learned {
+        Learned { miner, values: Vec::new(), path: None, dirty: false }
+    }
+
+    fn load(&mut self, path: &std::path::Path) -> Result<(), String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let saved: SavedTemplates = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        self.miner.restore(saved.templates.into_iter().map(|t| (t.template, t.count, t.aliases, String::new())));
+        Ok(())
+    }
+
+    /// Write the learned templates (atomically: temp file, then rename).
+    pub fn save(&mut self) -> std::io::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        if !self.dirty {
+            return Ok(());
+        }
+        let saved = SavedTemplates {
+            version: 1,
+            templates: self.miner.templates().into_iter().map(|t| SavedTemplate { id: t.id.clone(), template: t.text.clone(), count: t.count, aliases: t.aliases.clone() }).collect(),
+        };
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&saved).expect("serialisable"))?;
+        std::fs::rename(&tmp, path)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn annotate(&mut self, msg: &str, e: &mut Event) {
+        let m = self.miner.mine(msg.as_bytes());
+        self.dirty = true;
+        let t = m.template as usize;
+        if self.values.len() <= t {
+            self.values.resize(t + 1, None);
+        }
+        let (id, text) = self.values[t].get_or_insert_with(|| {
+            let tpl = self.miner.template(t as u32);
+            (Value::Str(ByteStr::from(tpl.id.clone())), Value::Str(ByteStr::from(tpl.text.clone())))
+        });
+        e.fields.insert("template_id", id.clone());
+        e.fields.insert("template", text.clone());
+        let params = self.miner.params(msg.as_bytes(), m.template);
+        e.fields.insert("params", Value::Array(params.into_iter().map(|p| Value::Str(ByteStr::from(p))).collect()));
+    }
 }
 
 fn level_value(l: sluice_parsers::Level) -> Value {
@@ -118,6 +237,14 @@ fn level_value(l: sluice_parsers::Level) -> Value {
 }
 
 impl Parse {
+    fn save_learned(&mut self) {
+        if let Some(l) = &mut self.miner {
+            if let Err(e) = l.save() {
+                tracing::warn!(error = %e, "cannot save learned templates");
+            }
+        }
+    }
+
     /// Parse one event in place. Returns false if it failed the format.
     pub fn apply(&mut self, e: &mut Event, ctx: &Context) -> Result<(), String> {
         let line = match &e.message {
@@ -177,6 +304,15 @@ impl Parse {
                 return Ok(());
             }
         }
+        if let Some(learned) = &mut self.miner {
+            let msg = match &e.message {
+                Some(m) => m.clone(),
+                None => unsafe { ByteStr::from_utf8_unchecked(e.raw.clone()) },
+            };
+            let text = msg.as_str();
+            let first = memchr::memchr(b'\n', text.as_bytes()).map_or(text, |nl| &text[..nl]);
+            learned.annotate(first, e);
+        }
         if let Some(d) = &self.default_event {
             if e.fields.get("event").is_none() {
                 e.fields.insert("event", Value::Str(d.clone()));
@@ -187,6 +323,18 @@ impl Parse {
 }
 
 impl Transform for Parse {
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.miner.as_ref().map(|_| std::time::Duration::from_secs(30))
+    }
+
+    fn tick(&mut self, _out: &mut dyn Emit) {
+        self.save_learned();
+    }
+
+    fn finish(&mut self, _out: &mut dyn Emit) {
+        self.save_learned();
+    }
+
     fn process(&mut self, mut batch: Batch, out: &mut dyn Emit) -> Outcome {
         let ctx = Context { now: Timestamp::now() };
         let mut outcome = Outcome { reason: "parse_error", ..Outcome::default() };
