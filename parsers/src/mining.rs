@@ -80,19 +80,31 @@ const K: u64 = 0x517c_c1b7_2722_0a95;
 fn mix(h: u64, v: u64) -> u64 {
     (h.rotate_left(5) ^ v).wrapping_mul(K)
 }
+/// Hash of a short byte string: whole words, then the last (overlapping) word; short
+/// tails by two overlapping loads. No copies, no calls.
 #[inline]
 fn hash_bytes(mut h: u64, b: &[u8]) -> u64 {
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        h = mix(h, u64::from_le_bytes(c.try_into().unwrap()));
+    let n = b.len();
+    let w8 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    let w4 = |i: usize| u64::from(u32::from_le_bytes(b[i..i + 4].try_into().unwrap()));
+    let w2 = |i: usize| u64::from(u16::from_le_bytes(b[i..i + 2].try_into().unwrap()));
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            h = mix(h, w8(i));
+            i += 8;
+        }
+        if i < n {
+            h = mix(h, w8(n - 8));
+        }
+    } else if n >= 4 {
+        h = mix(h, w4(0) | (w4(n - 4) << 32));
+    } else if n >= 2 {
+        h = mix(h, w2(0) | (w2(n - 2) << 16));
+    } else if n == 1 {
+        h = mix(h, u64::from(b[0]));
     }
-    let r = chunks.remainder();
-    if !r.is_empty() {
-        let mut t = [0u8; 8];
-        t[..r.len()].copy_from_slice(r);
-        h = mix(h, u64::from_le_bytes(t));
-    }
-    mix(h, b.len() as u64)
+    mix(h, n as u64)
 }
 const VAR_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEP_HASH: u64 = 0x2545_f491_4f6c_dd1d;
@@ -150,6 +162,32 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// End of the token starting at `start`: the next whitespace byte, found eight bytes at
+/// a time.
+#[inline]
+fn token_end(msg: &[u8], start: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn zero_bytes(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    let n = msg.len();
+    let mut e = start;
+    while e + 8 <= n {
+        let w = u64::from_le_bytes(msg[e..e + 8].try_into().unwrap());
+        let z = zero_bytes(w ^ (ONES * 0x20)) | zero_bytes(w ^ (ONES * 0x09)) | zero_bytes(w ^ (ONES * 0x0a)) | zero_bytes(w ^ (ONES * 0x0d)) | zero_bytes(w ^ (ONES * 0x0c));
+        if z != 0 {
+            return e + (z.trailing_zeros() / 8) as usize;
+        }
+        e += 8;
+    }
+    while e < n && CLASS[msg[e] as usize] & C_SPACE == 0 {
+        e += 1;
+    }
+    e
+}
+
 #[inline]
 fn is_alnum(b: u8) -> bool {
     CLASS[b as usize] & (C_DIGIT | C_ALPHA) != 0
@@ -159,6 +197,7 @@ fn is_alnum(b: u8) -> bool {
 /// once warm.
 #[derive(Default)]
 struct Masker {
+    hash: u64,
     pieces: Vec<Piece>,
     /// Per token: range into `pieces`, or None for a whole-token variable.
     toks: Vec<Option<(usize, usize)>>,
@@ -172,10 +211,12 @@ fn is_sep(b: u8) -> bool {
 
 impl Masker {
     /// Mask `msg` into `self.toks` / `self.pieces` (offsets into `msg`).
-    fn run(&mut self, msg: &[u8], masks: &[regex::Regex]) {
+    /// Mask `msg`; with `build`, also record the tokens (for a new shape).
+    fn run(&mut self, msg: &[u8], masks: &[regex::Regex], build: bool) {
         self.pieces.clear();
         self.toks.clear();
         self.user.clear();
+        self.hash = 0;
         if !masks.is_empty() {
             if let Ok(s) = std::str::from_utf8(msg) {
                 for m in masks {
@@ -199,19 +240,13 @@ impl Masker {
                 break;
             }
             let start = i;
-            // Find the token's end and, in the same pass, what the checks below need.
+            let end = token_end(msg, start);
+            // What the checks below need, in one branch-free pass.
             let mut seen = 0u8;
-            let mut dots = 0u32;
-            let mut end = i;
-            while end < n {
-                let c = CLASS[msg[end] as usize];
-                if c & C_SPACE != 0 {
-                    break;
-                }
-                seen |= c;
-                dots += u32::from(c & C_DOT != 0);
-                end += 1;
+            for &b in &msg[start..end] {
+                seen |= CLASS[b as usize];
             }
+            let dots = if seen & C_DOT != 0 && seen & C_DIGIT != 0 { msg[start..end].iter().filter(|&&b| b == b'.').count() } else { 0 };
             i = end;
             let tok = &msg[start..end];
             let (digits, at, eq) = (seen & C_DIGIT != 0, seen & C_AT != 0, seen & C_EQ != 0);
@@ -227,16 +262,22 @@ impl Masker {
                 || (tok.len() == 2 && is_empty_pair(tok));
             if whole_var {
                 if !prev_var {
-                    self.toks.push(None);
+                    self.hash = mix(mix(self.hash, VAR_HASH), SEP_HASH);
+                    if build {
+                        self.toks.push(None);
+                    }
                 }
                 prev_var = true;
                 continue;
             }
             if !digits && !eq {
                 // A plain word: no variable inside.
-                let p0 = self.pieces.len();
-                self.pieces.push(Piece::Lit(start, end));
-                self.toks.push(Some((p0, p0 + 1)));
+                self.hash = mix(hash_bytes(self.hash, tok), SEP_HASH);
+                if build {
+                    let p0 = self.pieces.len();
+                    self.pieces.push(Piece::Lit(start, end));
+                    self.toks.push(Some((p0, p0 + 1)));
+                }
                 prev_var = false;
                 continue;
             }
@@ -247,16 +288,29 @@ impl Masker {
                 self.pieces.truncate(p0);
                 self.pieces.push(Piece::Var);
                 self.pieces.push(Piece::Lit(end - 1, end));
-                self.toks.push(Some((p0, self.pieces.len())));
+                self.hash_pieces(msg, p0);
+                if build {
+                    self.toks.push(Some((p0, self.pieces.len())));
+                } else {
+                    self.pieces.truncate(p0);
+                }
                 prev_var = false;
             } else if all_var {
                 self.pieces.truncate(p0);
                 if !prev_var {
-                    self.toks.push(None);
+                    self.hash = mix(mix(self.hash, VAR_HASH), SEP_HASH);
+                    if build {
+                        self.toks.push(None);
+                    }
                 }
                 prev_var = true;
             } else {
-                self.toks.push(Some((p0, self.pieces.len())));
+                self.hash_pieces(msg, p0);
+                if build {
+                    self.toks.push(Some((p0, self.pieces.len())));
+                } else {
+                    self.pieces.truncate(p0);
+                }
                 prev_var = false;
             }
         }
@@ -360,23 +414,23 @@ impl Masker {
     }
 
     /// Hash of the masked token sequence.
-    fn shape_hash(&self, msg: &[u8]) -> u64 {
-        let mut h = 0u64;
-        for t in &self.toks {
-            match t {
-                None => h = mix(h, VAR_HASH),
-                Some((a, b)) => {
-                    for p in &self.pieces[*a..*b] {
-                        h = match *p {
-                            Piece::Var => mix(h, VAR_HASH ^ 1),
-                            Piece::Lit(s, e) => hash_bytes(h, &msg[s..e]),
-                        };
-                    }
-                }
-            }
-            h = mix(h, SEP_HASH);
+    /// Hash of the masked token sequence (computed while masking).
+    fn shape_hash(&self, _msg: &[u8]) -> u64 {
+        self.hash
+    }
+
+    /// Add one token made of pieces `p0..` to the running hash. A token of one literal
+    /// piece hashes like a plain word.
+    #[inline]
+    fn hash_pieces(&mut self, msg: &[u8], p0: usize) {
+        let mut h = self.hash;
+        for p in &self.pieces[p0..] {
+            h = match *p {
+                Piece::Var => mix(h, VAR_HASH ^ 1),
+                Piece::Lit(s, e) => hash_bytes(h, &msg[s..e]),
+            };
         }
-        h
+        self.hash = mix(h, SEP_HASH);
     }
 
     fn shape_tokens(&self, msg: &[u8]) -> Vec<Tok> {
@@ -435,6 +489,11 @@ fn is_host(t: &[u8], strict: bool) -> bool {
         Some(c) if c + 1 < t.len() && t[c + 1..].iter().all(u8::is_ascii_digit) => &t[..c],
         _ => t,
     };
+    // Quick rejection first: the top-level label is lower-case letters.
+    match memchr::memrchr(b'.', t) {
+        Some(d) if t.len() - d - 1 >= 2 && t[d + 1..].iter().all(u8::is_ascii_lowercase) => {}
+        _ => return false,
+    }
     if strict && !t.iter().any(u8::is_ascii_digit) {
         return false;
     }
@@ -542,7 +601,7 @@ impl Miner {
     /// Mine one message.
     pub fn mine(&mut self, msg: &[u8]) -> Mined {
         self.clock += 1;
-        self.masker.run(msg, &self.cfg.masks);
+        self.masker.run(msg, &self.cfg.masks, false);
         let h = self.masker.shape_hash(msg);
         if let Some(&s) = self.shapes.get(&h) {
             let t = self.root(self.shape_list[s as usize].template);
@@ -552,6 +611,7 @@ impl Miner {
             tpl.last_seen = self.clock;
             return Mined { shape: s, template: t };
         }
+        self.masker.run(msg, &self.cfg.masks, true);
         let toks = self.masker.shape_tokens(msg);
         let t = match self.find_fit(&toks) {
             Some(t) => t,
@@ -568,6 +628,11 @@ impl Miner {
             self.evict();
         }
         Mined { shape: s, template: self.root(t) }
+    }
+
+    /// Distinct masked token sequences seen (each one map entry).
+    pub fn shape_count(&self) -> usize {
+        self.shapes.len()
     }
 
     /// The template a shape belongs to now (after later merges).
@@ -893,6 +958,18 @@ mod tests {
 
     fn text(m: &Miner, r: Mined) -> String {
         m.template(m.template_of_shape(r.shape)).text.clone()
+    }
+
+    #[test]
+    fn token_end_finds_every_kind_of_whitespace() {
+        for ws in [" ", "\t", "\n", "\r", "\x0c"] {
+            for k in 0..20 {
+                let m = format!("{}{ws}tail \u{e9}x", "\u{e9}a".repeat(k));
+                let want = m.find(ws).unwrap();
+                assert_eq!(token_end(m.as_bytes(), 0), want, "{m:?}");
+            }
+        }
+        assert_eq!(token_end(b"abcdefghijklmnop", 3), 16);
     }
 
     #[test]

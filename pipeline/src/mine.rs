@@ -142,8 +142,9 @@ pub fn run(o: Options) -> ExitCode {
         }
     }
     eprintln!(
-        "{lines} lines, {} templates, {:.2} s ({:.2} M lines/s){}",
+        "{lines} lines, {} templates ({} shapes), {:.2} s ({:.2} M lines/s){}",
         templates.len(),
+        miner.shape_count(),
         secs,
         lines as f64 / secs.max(1e-9) / 1e6,
         if header_misses > 0 { format!("; {header_misses} lines did not fit --format and were mined whole") } else { String::new() }
