@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(format_string templates presets timestamp)
+[ ${#targets[@]} -gt 0 ] || targets=(format_string templates presets timestamp mining)
 export RUSTC_BOOTSTRAP=1
 logs=../examples/quickstart/logs
 seed() {
@@ -24,6 +24,9 @@ seed() {
       printf '{ip:ip} {n:int} {f:float} {h:hex} {message}\n%%d.%%m.%%Y %%H:%%M:%%S\n10.0.0.1 5 0.5 ff rest\n' > "$dir/typed" ;;
     templates)
       printf 'Payment failed for user {user_id:int}: {error}\nOrder {order_id} submitted in {duration_ms:int}ms\nhealth check ok\n{any}\n\nPayment failed for user 42: Card declined\nOrder ORD-1 submitted in 5ms\nhealth check ok\n' > "$dir/basic" ;;
+    mining)
+      for f in "$logs"/*.log; do head -n 30 "$f" > "$dir/$(basename "$f" .log)"; done
+      printf 'Payment failed for user 42: Card declined\nsession opened for user alice\nsession opened for user bob\nx=1 y=abc.def.com z="q 1" 10.0.0.1:80 blk_-5 (a) [] 3 ms\n' > "$dir/basic" ;;
     timestamp)
       for t in '2026-11-21T02:14:33.123+01:00' '2026-11-21 02:14:33,123' '2026/11/21 02:14:33.123456' '21/Nov/2026:02:14:33 +0000' 'Nov  1 02:14:33' '1795314873123' $'%d.%m.%Y %H:%M:%S\n21.11.2026 02:14:33'; do
         printf '%s' "$t" > "$dir/$(printf '%s' "$t" | md5sum | cut -c1-8)"

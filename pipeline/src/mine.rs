@@ -47,50 +47,74 @@ pub fn run(o: Options) -> ExitCode {
     let mut parsed = Parsed::default();
     let inputs: Vec<Option<PathBuf>> = if o.files.is_empty() { vec![None] } else { o.files.iter().cloned().map(Some).collect() };
     for input in inputs {
-        let data = match &input {
-            Some(p) => std::fs::read(p),
-            None => {
-                let mut v = Vec::new();
-                std::io::stdin().lock().read_to_end(&mut v).map(|_| v)
-            }
+        let name = input.as_ref().map_or("<stdin>".into(), |p| p.display().to_string());
+        let mut reader: Box<dyn Read> = match &input {
+            Some(p) => match std::fs::File::open(p) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    eprintln!("sluice templates mine: {name}: {e}");
+                    return ExitCode::from(1);
+                }
+            },
+            None => Box::new(std::io::stdin().lock()),
         };
-        let data = match data {
-            Ok(d) => bytes::Bytes::from(d),
-            Err(e) => {
-                eprintln!("sluice templates mine: {}: {e}", input.as_ref().map_or("<stdin>".into(), |p| p.display().to_string()));
-                return ExitCode::from(1);
-            }
-        };
-        bytes_total += data.len() as u64;
-        let mut start = 0;
-        while start < data.len() {
-            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-            let mut line_end = end;
-            if line_end > start && data[line_end - 1] == b'\r' {
-                line_end -= 1;
-            }
-            let line = data.slice(start..line_end);
-            start = end + 1;
-            lines += 1;
-            let mined = match &format {
-                None => miner.mine(&line),
-                Some(f) => {
-                    parsed.clear();
-                    let msg = ByteStr::from_utf8(line.clone()).ok().and_then(|s| f.parse(&s, &ctx, &mut parsed).ok().and(parsed.message.take()));
-                    match msg {
-                        Some(m) => miner.mine(m.as_bytes()),
-                        None => {
-                            header_misses += 1;
-                            miner.mine(&line)
-                        }
-                    }
+        // Read 1 MiB at a time; complete lines are mined, the rest waits for more.
+        let mut pending: Vec<u8> = Vec::with_capacity(1 << 21);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let got = match reader.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("sluice templates mine: {name}: {e}");
+                    return ExitCode::from(1);
                 }
             };
-            if o.per_line {
-                shapes.push(mined.shape);
+            pending.extend_from_slice(&chunk[..got]);
+            let upto = if got == 0 {
+                pending.len()
+            } else {
+                match memchr::memrchr(b'\n', &pending) {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            };
+            let data = bytes::Bytes::copy_from_slice(&pending[..upto]);
+            pending.drain(..upto);
+            bytes_total += data.len() as u64;
+            let mut start = 0;
+            while start < data.len() {
+                let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+                let mut line_end = end;
+                if line_end > start && data[line_end - 1] == b'\r' {
+                    line_end -= 1;
+                }
+                let line = data.slice(start..line_end);
+                start = end + 1;
+                lines += 1;
+                let mined = match &format {
+                    None => miner.mine(&line),
+                    Some(f) => {
+                        parsed.clear();
+                        let msg = ByteStr::from_utf8(line.clone()).ok().and_then(|s| f.parse(&s, &ctx, &mut parsed).ok().and(parsed.message.take()));
+                        match msg {
+                            Some(m) => miner.mine(m.as_bytes()),
+                            None => {
+                                header_misses += 1;
+                                miner.mine(&line)
+                            }
+                        }
+                    }
+                };
+                if o.per_line {
+                    shapes.push(mined.shape);
+                }
+                if progress && lines % (1 << 20) == 0 {
+                    eprint!("\r{lines} lines, {} MB, {} templates, {:.0} s ", bytes_total / 1_000_000, miner.templates().len(), started.elapsed().as_secs_f64());
+                }
             }
-            if progress && lines % (1 << 20) == 0 {
-                eprint!("\r{lines} lines, {} MB, {} templates, {:.0} s ", bytes_total / 1_000_000, miner.templates().len(), started.elapsed().as_secs_f64());
+            if got == 0 {
+                break;
             }
         }
     }
