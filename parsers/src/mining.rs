@@ -1016,6 +1016,15 @@ mod tests {
     }
 
     #[test]
+    fn user_masks_make_variables() {
+        let mut m = Miner::new(MinerConfig { masks: vec![regex::Regex::new(r"\bcolor-[a-z]+").unwrap()], ..MinerConfig::default() });
+        let a = m.mine(b"paint the wall color-red now");
+        let b = m.mine(b"paint the wall color-blue now");
+        assert_eq!(m.template_of_shape(a.shape), m.template_of_shape(b.shape));
+        assert_eq!(m.template(m.template_of_shape(a.shape)).text, "paint the wall <*> now");
+    }
+
+    #[test]
     fn params_in_order_and_stable_ids() {
         let (mut m, r) = mine_all(&["Payment failed for user 42: Card declined"]);
         let t = m.template_of_shape(r[0].shape);
