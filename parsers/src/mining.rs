@@ -283,19 +283,7 @@ impl Masker {
             }
             let p0 = self.pieces.len();
             let all_var = self.mask_token(msg, start, end);
-            if all_var && end - start > 1 && matches!(msg[end - 1], b':' | b',' | b';') {
-                // `42:` keeps its punctuation: `user <*>: <*>`.
-                self.pieces.truncate(p0);
-                self.pieces.push(Piece::Var);
-                self.pieces.push(Piece::Lit(end - 1, end));
-                self.hash_pieces(msg, p0);
-                if build {
-                    self.toks.push(Some((p0, self.pieces.len())));
-                } else {
-                    self.pieces.truncate(p0);
-                }
-                prev_var = false;
-            } else if all_var {
+            if all_var && !(end - start > 1 && matches!(msg[end - 1], b':' | b',' | b';')) {
                 self.pieces.truncate(p0);
                 if !prev_var {
                     self.hash = mix(mix(self.hash, VAR_HASH), SEP_HASH);
@@ -304,15 +292,21 @@ impl Masker {
                     }
                 }
                 prev_var = true;
-            } else {
-                self.hash_pieces(msg, p0);
-                if build {
-                    self.toks.push(Some((p0, self.pieces.len())));
-                } else {
-                    self.pieces.truncate(p0);
-                }
-                prev_var = false;
+                continue;
             }
+            if all_var {
+                // `42:` keeps its punctuation: `user <*>: <*>`.
+                self.pieces.truncate(p0);
+                self.pieces.push(Piece::Var);
+                self.pieces.push(Piece::Lit(end - 1, end));
+            }
+            self.hash_pieces(msg, p0);
+            if build {
+                self.toks.push(Some((p0, self.pieces.len())));
+            } else {
+                self.pieces.truncate(p0);
+            }
+            prev_var = false;
         }
     }
 
