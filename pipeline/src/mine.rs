@@ -38,7 +38,10 @@ pub fn run(o: Options) -> ExitCode {
     };
     let mut miner = Miner::new(MinerConfig { max_templates: o.max_templates, min_distinct: o.min_distinct, masks, ..MinerConfig::default() });
     let started = Instant::now();
+    // A progress line on stderr, at most four times a second, when it is a terminal.
     let progress = std::io::stderr().is_terminal();
+    let mut last_progress = Instant::now();
+    let mut shown_progress = false;
     let mut shapes: Vec<u32> = Vec::new();
     let mut lines = 0u64;
     let mut header_misses = 0u64;
@@ -109,7 +112,9 @@ pub fn run(o: Options) -> ExitCode {
                 if o.per_line {
                     shapes.push(mined.shape);
                 }
-                if progress && lines % (1 << 20) == 0 {
+                if progress && lines % (1 << 16) == 0 && last_progress.elapsed().as_millis() >= 250 {
+                    last_progress = Instant::now();
+                    shown_progress = true;
                     eprint!("\r{lines} lines, {} MB, {} templates, {:.0} s ", bytes_total / 1_000_000, miner.templates().len(), started.elapsed().as_secs_f64());
                 }
             }
@@ -119,7 +124,7 @@ pub fn run(o: Options) -> ExitCode {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    if progress && lines >= 1 << 20 {
+    if shown_progress {
         eprintln!();
     }
     let stdout = std::io::stdout();

@@ -243,3 +243,21 @@ fn parse_mines_unknown_messages_and_reloads_learned_templates() {
     assert_eq!(events[0]["template_id"], merged_id.as_str(), "{}", events[0]);
     assert_eq!(events[0]["params"], serde_json::json!(["zoe", "10.9.9.9"]));
 }
+
+/// A progress line on stderr when it is a terminal (through `script`, which gives the
+/// command a pseudo-terminal), and none when it is not.
+#[test]
+fn progress_line_only_on_a_terminal() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP: `script` (util-linux) is not installed");
+        return;
+    }
+    // Input that arrives slowly: the progress line is printed at most 4 times a second.
+    let cmd = format!("sh -c '{{ seq 1 70000 | sed s/^/req_line/; sleep 0.6; seq 1 70000 | sed s/^/req_line/; }} | {BIN} templates mine > /dev/null'");
+    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\r131072 lines"), "{text:?}");
+    assert!(text.contains("\n140000 lines, "), "the summary follows on its own line: {text:?}");
+    let (_, stderr) = mine(&[], "a 1\nb 2\n".repeat(100_000).as_bytes());
+    assert!(!stderr.contains('\r'), "no progress line when stderr is not a terminal: {stderr:?}");
+}
