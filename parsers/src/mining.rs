@@ -7,7 +7,7 @@
 //!    `ORD-00042` → `ORD-<*>`, `30000ms`, `0x1f`, ports, hex and numeric ids); variables
 //!    joined by separators and one- or two-letter words are one variable
 //!    (`attempt_1445_0020_m_000000_0` → `attempt_<*>`). Interface names (`eth0`, `ee0`)
-//!    are words. Whole tokens that are e-mail addresses, URLs, paths, host names with a
+//!    are words. Whole tokens that are e-mail addresses, URLs, paths, IPv6 addresses, host names with a
 //!    digit, month and weekday names, or empty values (`()`, `""`) are variables, as is
 //!    the value of `key=host.name`. A token made only of variables and separators
 //!    (`10.0.0.1:8080`, a UUID, `1.5s`, `12:00:01`, `"x1"`) is one variable; a unit
@@ -140,6 +140,7 @@ const C_SEP: u8 = 8;
 const C_DOT: u8 = 16;
 const C_AT: u8 = 32;
 const C_EQ: u8 = 64;
+const C_COLON: u8 = 128;
 
 /// Byte classes, one table lookup per byte.
 static CLASS: [u8; 256] = {
@@ -155,7 +156,7 @@ static CLASS: [u8; 256] = {
             C_ALPHA
         } else {
             let sep = matches!(b, b'.' | b':' | b'-' | b'_' | b'/' | b',' | b';' | b'+' | b'#' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'|' | b'=' | b'\'' | b'"' | b'%' | b'@' | b'*' | b'\\' | b'&' | b'?' | b'!' | b'$' | b'~');
-            (if sep { C_SEP } else { 0 }) | if b == b'.' { C_DOT } else if b == b'@' { C_AT } else if b == b'=' { C_EQ } else { 0 }
+            (if sep { C_SEP } else { 0 }) | if b == b'.' { C_DOT } else if b == b'@' { C_AT } else if b == b'=' { C_EQ } else if b == b':' { C_COLON } else { 0 }
         };
         i += 1;
     }
@@ -259,6 +260,7 @@ impl Masker {
                 || (at && is_email(tok))
                 || (!digits && tok.len() >= 3 && tok.len() <= 10 && tok[0].is_ascii_uppercase() && is_date_word(tok))
                 || (digits && dots >= 2 && is_host_with_digits(tok))
+                || (seen & C_COLON != 0 && tok.len() >= 3 && is_ipv6(tok))
                 || (tok.len() == 2 && is_empty_pair(tok));
             if whole_var {
                 if !prev_var {
@@ -455,16 +457,21 @@ fn is_path_or_url(t: &[u8]) -> bool {
 /// Units written after a number.
 fn is_unit(t: &[u8]) -> bool {
     let t = t.strip_suffix(b",").or_else(|| t.strip_suffix(b")")).unwrap_or(t);
-    const U: [&[u8]; 24] = [b"B", b"KB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"TiB", b"kB", b"bytes", b"ms", b"us", b"ns", b"s", b"sec", b"secs", b"seconds", b"msec", b"millis", b"minutes", b"min", b"mins", b"%"];
-    U.contains(&t)
+    matches!(
+        t,
+        b"B" | b"KB" | b"MB" | b"GB" | b"TB" | b"KiB" | b"MiB" | b"GiB" | b"TiB" | b"kB" | b"bytes" | b"ms" | b"us" | b"ns" | b"s" | b"sec" | b"secs" | b"seconds" | b"msec" | b"millis" | b"minutes" | b"min" | b"mins" | b"%"
+    )
 }
 
 /// Month and weekday names (timestamps written out): `Jul`, `Sun`, `March,`.
 fn is_date_word(t: &[u8]) -> bool {
-    const W: [&[u8]; 19] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    const LONG: [&[u8]; 19] = [b"January", b"February", b"March", b"April", b"May", b"June", b"July", b"August", b"September", b"October", b"November", b"December", b"Monday", b"Tuesday", b"Wednesday", b"Thursday", b"Friday", b"Saturday", b"Sunday"];
     let t = t.strip_suffix(b",").unwrap_or(t);
-    (t.len() == 3 && W.contains(&t)) || (t.len() > 3 && LONG.contains(&t))
+    matches!(
+        t,
+        b"Jan" | b"Feb" | b"Mar" | b"Apr" | b"May" | b"Jun" | b"Jul" | b"Aug" | b"Sep" | b"Oct" | b"Nov" | b"Dec" | b"Mon" | b"Tue" | b"Wed" | b"Thu" | b"Fri" | b"Sat" | b"Sun"
+            | b"January" | b"February" | b"March" | b"April" | b"June" | b"July" | b"August" | b"September" | b"October" | b"November" | b"December"
+            | b"Monday" | b"Tuesday" | b"Wednesday" | b"Thursday" | b"Friday" | b"Saturday" | b"Sunday"
+    )
 }
 
 /// A DNS name with a digit in it (`lns-vlq-45-81.adsl.proxad.net`,
@@ -504,6 +511,28 @@ fn is_host(t: &[u8], strict: bool) -> bool {
         last = l;
     }
     n >= 3 && (2..=6).contains(&last.len()) && last.iter().all(u8::is_ascii_lowercase)
+}
+
+/// An IPv6 address (`fe80::abcd`, `[2001:db8::1]:443`): hex groups and colons, with
+/// `::` or seven colons.
+fn is_ipv6(t: &[u8]) -> bool {
+    let t = t.strip_prefix(b"[").unwrap_or(t);
+    let t = match memchr::memchr(b']', t) {
+        Some(i) => &t[..i],
+        None => t.strip_suffix(b",").unwrap_or(t),
+    };
+    // One pass, stopping at the first byte that cannot be in an address.
+    let (mut colons, mut double, mut prev) = (0, false, 0u8);
+    for &b in t {
+        if b == b':' {
+            colons += 1;
+            double |= prev == b':';
+        } else if !(b.is_ascii_hexdigit() || b == b'.') {
+            return false;
+        }
+        prev = b;
+    }
+    colons >= 2 && (double || colons == 7)
 }
 
 /// An empty value: `()`, `[]`, `{}`, `""`, `''`, `<>`.
@@ -976,6 +1005,7 @@ mod tests {
             "order ORD-00042 shipped via https://x.example/track?id=1 status=ok",
             "Component \"x1234\" is in the unavailable state (HWID=3180)",
             "connection from 1.2.3.4 () at Sun Jul 10 03:55:15 2005",
+            "peer fe80::abcd joined via [2001:db8::ff]:443 and ::",
         ]);
         assert_eq!(text(&m, r[0]), "Payment failed for user <*>: Card declined");
         assert_eq!(text(&m, r[1]), "PacketResponder <*> for block blk_<*> terminating");
@@ -984,6 +1014,7 @@ mod tests {
         assert_eq!(text(&m, r[4]), "order ORD-<*> shipped via <*> status=ok");
         assert_eq!(text(&m, r[5]), "Component <*> is in the unavailable state (HWID=<*>)");
         assert_eq!(text(&m, r[6]), "connection from <*> at <*>");
+        assert_eq!(text(&m, r[7]), "peer <*> joined via <*> and ::");
     }
 
     #[test]
