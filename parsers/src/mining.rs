@@ -492,7 +492,7 @@ fn is_host(t: &[u8], strict: bool) -> bool {
     };
     // Quick rejection first: the top-level label is lower-case letters.
     match memchr::memrchr(b'.', t) {
-        Some(d) if t.len() - d - 1 >= 2 && t[d + 1..].iter().all(u8::is_ascii_lowercase) => {}
+        Some(d) if t.len() > d + 2 && t[d + 1..].iter().all(u8::is_ascii_lowercase) => {}
         _ => return false,
     }
     if strict && !t.iter().any(u8::is_ascii_digit) {

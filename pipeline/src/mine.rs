@@ -112,7 +112,7 @@ pub fn run(o: Options) -> ExitCode {
                 if o.per_line {
                     shapes.push(mined.shape);
                 }
-                if progress && lines % (1 << 16) == 0 && last_progress.elapsed().as_millis() >= 250 {
+                if progress && lines.is_multiple_of(1 << 16) && last_progress.elapsed().as_millis() >= 250 {
                     last_progress = Instant::now();
                     shown_progress = true;
                     eprint!("\r{lines} lines, {} MB, {} templates, {:.0} s ", bytes_total / 1_000_000, miner.templates().len(), started.elapsed().as_secs_f64());
