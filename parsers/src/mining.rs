@@ -871,7 +871,8 @@ impl Miner {
         let tpl = &self.templates[t as usize].tokens;
         let words: Vec<&[u8]> = msg.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
         let mut out = Vec::new();
-        if align(tpl, &words, 0, 0, &mut out) {
+        let mut failed = vec![false; (tpl.len() + 1) * (words.len() + 1)];
+        if align(tpl, &words, 0, 0, &mut out, &mut failed) {
             out.into_iter().map(|s| String::from_utf8_lossy(&s).into_owned()).collect()
         } else {
             Vec::new()
@@ -894,48 +895,62 @@ impl Miner {
 
 /// Does `toks` fit template `tt`, where a `<*>` may take one or more tokens?
 fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
-    fn go(tt: &[Tok], toks: &[Tok]) -> bool {
-        match tt.first() {
-            None => toks.is_empty(),
-            Some(Tok::Var) => (1..=toks.len().saturating_sub(tt.len() - 1)).any(|k| go(&tt[1..], &toks[k..])),
-            Some(a) => toks.first().is_some_and(|b| a == b) && go(&tt[1..], &toks[1..]),
+    // Memoised on (template position, token position): polynomial, whatever the input.
+    fn go(tt: &[Tok], toks: &[Tok], i: usize, j: usize, failed: &mut [bool]) -> bool {
+        let slot = i * (toks.len() + 1) + j;
+        if failed[slot] {
+            return false;
         }
+        let ok = match tt.get(i) {
+            None => j == toks.len(),
+            Some(Tok::Var) => (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed)),
+            Some(a) => toks.get(j).is_some_and(|b| a == b) && go(tt, toks, i + 1, j + 1, failed),
+        };
+        failed[slot] = !ok;
+        ok
     }
-    go(tt, toks)
+    let mut failed = vec![false; (tt.len() + 1) * (toks.len() + 1)];
+    go(tt, toks, 0, 0, &mut failed)
 }
 
-/// Align message words with a template, collecting variable values.
-fn align(tt: &[Tok], words: &[&[u8]], ti: usize, wi: usize, out: &mut Vec<Vec<u8>>) -> bool {
+/// Align message words with a template, collecting variable values. Failed
+/// (template position, word position) pairs are remembered, so a line that does not
+/// fit costs polynomial time, not exponential.
+fn align(tt: &[Tok], words: &[&[u8]], ti: usize, wi: usize, out: &mut Vec<Vec<u8>>, failed: &mut [bool]) -> bool {
     if ti == tt.len() {
         return wi == words.len();
     }
+    let slot = ti * (words.len() + 1) + wi;
+    if failed[slot] {
+        return false;
+    }
     let mark = out.len();
-    match &tt[ti] {
+    let ok = match &tt[ti] {
         Tok::Var => {
             let rest = tt.len() - ti - 1;
             let max = words.len().saturating_sub(wi).saturating_sub(rest);
+            let mut ok = false;
             for k in (1..=max).rev() {
                 out.truncate(mark);
                 out.push(words[wi..wi + k].join(&b' '));
-                if align(tt, words, ti + 1, wi + k, out) {
-                    return true;
+                if align(tt, words, ti + 1, wi + k, out, failed) {
+                    ok = true;
+                    break;
                 }
             }
-            out.truncate(mark);
-            false
+            ok
         }
-        Tok::Lit(s) => {
-            let Some(w) = words.get(wi) else { return false };
-            if !s.contains(VAR) {
-                return s.as_bytes() == *w && align(tt, words, ti + 1, wi + 1, out);
-            }
-            if sub_params(s, w, out) && align(tt, words, ti + 1, wi + 1, out) {
-                return true;
-            }
-            out.truncate(mark);
-            false
-        }
+        Tok::Lit(s) => match words.get(wi) {
+            None => false,
+            Some(w) if !s.contains(VAR) => s.as_bytes() == *w && align(tt, words, ti + 1, wi + 1, out, failed),
+            Some(w) => sub_params(s, w, out) && align(tt, words, ti + 1, wi + 1, out, failed),
+        },
+    };
+    if !ok {
+        out.truncate(mark);
+        failed[slot] = true;
     }
+    ok
 }
 
 /// Values of the `<*>` parts of one token (`blk_<*>` against `blk_-42`).
@@ -1038,6 +1053,20 @@ mod tests {
         assert_eq!(m.template_of_shape(r[0].shape), m.template_of_shape(r[1].shape));
         assert_eq!(m.template_of_shape(r[2].shape), m.template_of_shape(r[6].shape), "a two-word name fits the learned <*>");
         assert_eq!(text(&m, r[6]), "user <*> logged in");
+    }
+
+    #[test]
+    fn matching_long_lines_against_many_variables_is_fast() {
+        // 60 variables against 400 words that do not fit: exponential without memos.
+        let tt: Vec<Tok> = (0..60).flat_map(|_| [Tok::Var, Tok::Lit("x".into())]).collect();
+        let words: Vec<&[u8]> = (0..400).map(|i| if i % 3 == 0 { &b"x"[..] } else { &b"y"[..] }).chain([&b"z"[..]]).collect();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let mut failed = vec![false; (tt.len() + 1) * (words.len() + 1)];
+        assert!(!align(&tt, &words, 0, 0, &mut out, &mut failed));
+        let toks: Vec<Tok> = words.iter().map(|w| Tok::Lit(String::from_utf8_lossy(w).into())).collect();
+        assert!(!fits_with_spans(&tt, &toks));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]
