@@ -163,30 +163,50 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// End of the token starting at `start`: the next whitespace byte, found eight bytes at
-/// a time.
+/// End of the token starting at `start` (the next whitespace byte) and which of
+/// digits, `.`, `@`, `=`, `:` it holds (`C_*` bits), eight bytes at a time.
 #[inline]
-fn token_end(msg: &[u8], start: usize) -> usize {
+fn token_scan(msg: &[u8], start: usize) -> (usize, u8) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // High bit of each byte equal to zero; false positives only above a true one, so
+    // "is there any" and "where is the first" are exact.
     #[inline(always)]
     fn zero_bytes(x: u64) -> u64 {
         x.wrapping_sub(ONES) & !x & HIGH
     }
     let n = msg.len();
     let mut e = start;
+    let mut flags = 0u8;
     while e + 8 <= n {
         let w = u64::from_le_bytes(msg[e..e + 8].try_into().unwrap());
-        let z = zero_bytes(w ^ (ONES * 0x20)) | zero_bytes(w ^ (ONES * 0x09)) | zero_bytes(w ^ (ONES * 0x0a)) | zero_bytes(w ^ (ONES * 0x0d)) | zero_bytes(w ^ (ONES * 0x0c));
-        if z != 0 {
-            return e + (z.trailing_zeros() / 8) as usize;
+        let space = zero_bytes(w ^ (ONES * 0x20)) | zero_bytes(w ^ (ONES * 0x09)) | zero_bytes(w ^ (ONES * 0x0a)) | zero_bytes(w ^ (ONES * 0x0d)) | zero_bytes(w ^ (ONES * 0x0c));
+        let within = if space == 0 { HIGH } else { HIGH & ((1u64 << (space.trailing_zeros() & !7)) - 1) };
+        // ASCII digits: at least '0' and below ':' (computed on 7 bits, so no carry
+        // crosses bytes; bytes ≥ 0x80 are excluded).
+        let low = w & LOW7;
+        let digit = (low + ONES * 0x50) & !(low + ONES * 0x46) & !w & HIGH;
+        let pick = |m: u64, bit: u8| if m & within != 0 { bit } else { 0 };
+        flags |= pick(digit, C_DIGIT)
+            | pick(zero_bytes(w ^ (ONES * b'.' as u64)), C_DOT)
+            | pick(zero_bytes(w ^ (ONES * b'@' as u64)), C_AT)
+            | pick(zero_bytes(w ^ (ONES * b'=' as u64)), C_EQ)
+            | pick(zero_bytes(w ^ (ONES * b':' as u64)), C_COLON);
+        if space != 0 {
+            return (e + (space.trailing_zeros() / 8) as usize, flags);
         }
         e += 8;
     }
-    while e < n && CLASS[msg[e] as usize] & C_SPACE == 0 {
+    while e < n {
+        let c = CLASS[msg[e] as usize];
+        if c & C_SPACE != 0 {
+            break;
+        }
+        flags |= c & (C_DIGIT | C_DOT | C_AT | C_EQ | C_COLON);
         e += 1;
     }
-    e
+    (e, flags)
 }
 
 #[inline]
@@ -241,12 +261,7 @@ impl Masker {
                 break;
             }
             let start = i;
-            let end = token_end(msg, start);
-            // What the checks below need, in one branch-free pass.
-            let mut seen = 0u8;
-            for &b in &msg[start..end] {
-                seen |= CLASS[b as usize];
-            }
+            let (end, seen) = token_scan(msg, start);
             let dots = if seen & C_DOT != 0 && seen & C_DIGIT != 0 { msg[start..end].iter().filter(|&&b| b == b'.').count() } else { 0 };
             i = end;
             let tok = &msg[start..end];
@@ -706,7 +721,9 @@ impl Miner {
             if let Some(c) = self.by_len.get(&(toks.len() - d)) {
                 for &t in c {
                     let tt = &self.templates[t as usize].tokens;
-                    if tt.contains(&Tok::Var) && fits_with_spans(tt, toks) {
+                    // Cheap checks first: the ends must agree unless a <*> is there.
+                    let ends = |a: Option<&Tok>, b: Option<&Tok>| a == Some(&Tok::Var) || a == b;
+                    if ends(tt.first(), toks.first()) && ends(tt.last(), toks.last()) && tt.contains(&Tok::Var) && fits_with_spans(tt, toks) {
                         return Some(t);
                     }
                 }
@@ -1004,10 +1021,23 @@ mod tests {
             for k in 0..20 {
                 let m = format!("{}{ws}tail \u{e9}x", "\u{e9}a".repeat(k));
                 let want = m.find(ws).unwrap();
-                assert_eq!(token_end(m.as_bytes(), 0), want, "{m:?}");
+                assert_eq!(token_scan(m.as_bytes(), 0).0, want, "{m:?}");
             }
         }
-        assert_eq!(token_end(b"abcdefghijklmnop", 3), 16);
+        assert_eq!(token_scan(b"abcdefghijklmnop", 3).0, 16);
+        // Flags agree with a byte-by-byte scan, wherever the token starts and ends.
+        let text = "ab1 \u{e9}x. a@b=c:d 0123456789abcdef/ \u{ff}9 zz.yy:9 q=\u{100}";
+        let b = text.as_bytes();
+        for start in 0..b.len() {
+            let (end, flags) = token_scan(b, start);
+            let mut want = 0u8;
+            let mut e = start;
+            while e < b.len() && !b[e].is_ascii_whitespace() {
+                want |= CLASS[b[e] as usize] & (C_DIGIT | C_DOT | C_AT | C_EQ | C_COLON);
+                e += 1;
+            }
+            assert_eq!((end, flags), (e, want), "from {start}");
+        }
     }
 
     #[test]
