@@ -241,6 +241,38 @@ fn main() {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
     println!("five metrics cost {:+.1}% of the parse pipeline's time", (medians[1] / medians[0] - 1.0) * 100.0);
+
+    // Template mining, as users run it: `sluice templates mine --per-line` over the
+    // corpus files (whole lines) and over the Loghub Content lines repeated 100 times.
+    let mut inputs: Vec<(String, Vec<PathBuf>, u64)> = vec![("corpus".into(), files.clone(), lines)];
+    let loghub = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/loghub");
+    if loghub.exists() {
+        let mut content = String::new();
+        for set in ["HDFS", "Hadoop", "Spark", "BGL", "HPC", "Linux", "Mac", "OpenStack"] {
+            let out = Command::new("python3")
+                .args(["-c", "import csv,sys; [print(r['Content']) for r in csv.DictReader(open(sys.argv[1], newline=''))]"])
+                .arg(loghub.join(format!("{set}/{set}_2k.log_structured.csv")))
+                .output()
+                .expect("python3");
+            content.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+        let path = a.out.join("loghub-x100.txt");
+        std::fs::write(&path, content.repeat(100)).unwrap();
+        let n = count_lines(&path);
+        inputs.push(("loghub content x100".into(), vec![path], n));
+    }
+    for (name, paths, n) in inputs {
+        let mut times = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..a.runs {
+            let (s, r, code) = timed(Command::new(&a.sluice).args(["templates", "mine", "--per-line"]).args(&paths).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()));
+            assert_eq!(code, 0, "templates mine failed");
+            times.push(s);
+            rss.push(r as f64);
+        }
+        let t = median(times);
+        println!("templates mine --per-line, {name:<20} median {t:>7.3} s  {:>6.2} M lines/s  peak RSS {:>6.1} MiB  ({n} lines)", n as f64 / t / 1e6, median(rss) / 1024.0);
+    }
 }
 
 fn num_cpus() -> usize {
