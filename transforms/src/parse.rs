@@ -307,9 +307,11 @@ impl Parse {
         if let Some(learned) = &mut self.miner {
             let msg = match &e.message {
                 Some(m) => m.clone(),
+                // SAFETY: `message` is None only when the raw bytes are valid UTF-8.
                 None => unsafe { ByteStr::from_utf8_unchecked(e.raw.clone()) },
             };
             let text = msg.as_str();
+            // The first line of a multi-line record, as for declared templates.
             let first = memchr::memchr(b'\n', text.as_bytes()).map_or(text, |nl| &text[..nl]);
             learned.annotate(first, e);
         }
