@@ -458,6 +458,23 @@ templates = [
     }
 
     #[test]
+    fn mine_unknown_annotates_unmatched_messages() {
+        let c = cfg("format = \"{level} {message}\"\ntemplates = [{ event = \"ok\", pattern = \"all good\" }]\nmine_unknown = true\nmine_masks = ['color-[a-z]+']");
+        let (ev, _) = run(&c, &["INFO all good", "WARN paint color-red failed after 3 tries", "WARN paint color-blue failed after 12 tries\n  at frame 1"]);
+        assert_eq!(s(&ev[0], "event"), Some("ok"));
+        assert!(ev[0].fields.get("template").is_none());
+        assert_eq!(s(&ev[1], "template"), Some("paint <*> failed after <*> tries"));
+        assert_eq!(s(&ev[1], "template_id"), s(&ev[2], "template_id"), "same template, same id");
+        let params = |e: &Event| match e.fields.get("params") {
+            Some(Value::Array(v)) => v.iter().map(|x| x.as_str().unwrap().to_string()).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(params(&ev[2]), ["color-blue", "12"], "the first line of a multi-line record");
+        let e = cfg("mine_unknown = true\nmine_masks = ['(']").compile().err().unwrap();
+        assert_eq!(e.key, "mine_masks");
+    }
+
+    #[test]
     fn config_errors_name_the_option() {
         let e = cfg("format = \"nope\"").compile().err().unwrap();
         assert_eq!(e.key, "format");
