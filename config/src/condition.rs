@@ -242,8 +242,7 @@ fn lookup<'a>(e: &'a Event, path: &str) -> Option<Found<'a>> {
         return Some(Found::Value(v));
     }
     if !path.contains('.') {
-        // `source` names the source component when no field of that name exists.
-        return (path == "source").then(|| Found::Message(e.origin.info.source.as_str()));
+        return e.meta(path).map(Found::Message);
     }
     let mut parts = path.split('.');
     let mut cur = e.fields.get(parts.next()?)?;

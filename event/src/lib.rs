@@ -13,6 +13,7 @@
 //! Sinks encode events as NDJSON with [`ndjson::encode_event`].
 
 pub mod ack;
+pub mod hash;
 pub mod ndjson;
 pub mod time;
 mod value;
@@ -122,6 +123,13 @@ pub struct Event {
 }
 
 impl Event {
+    /// Metadata readable by name where no field of that name exists (conditions,
+    /// metric labels): `source`, the name of the source component.
+    #[inline]
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        (name == "source").then(|| self.origin.info.source.as_str())
+    }
+
     /// Build an event from one raw line. Validates UTF-8 once; invalid input is decoded
     /// lossily into `message` and marked, the raw bytes are kept.
     #[inline]

@@ -35,7 +35,6 @@
 //! were given.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 /// The text of a variable in a template.
 pub const VAR: &str = "<*>";
@@ -58,54 +57,8 @@ impl Default for MinerConfig {
     }
 }
 
-#[derive(Default)]
-struct IdHasher(u64);
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, b: &[u8]) {
-        for x in b {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*x);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+use sluice_event::hash::{hash_bytes, mix, HashKeyed as IdMap};
 
-const K: u64 = 0x517c_c1b7_2722_0a95;
-#[inline]
-fn mix(h: u64, v: u64) -> u64 {
-    (h.rotate_left(5) ^ v).wrapping_mul(K)
-}
-/// Hash of a short byte string: whole words, then the last (overlapping) word; short
-/// tails by two overlapping loads. No copies, no calls.
-#[inline]
-fn hash_bytes(mut h: u64, b: &[u8]) -> u64 {
-    let n = b.len();
-    let w8 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-    let w4 = |i: usize| u64::from(u32::from_le_bytes(b[i..i + 4].try_into().unwrap()));
-    let w2 = |i: usize| u64::from(u16::from_le_bytes(b[i..i + 2].try_into().unwrap()));
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 <= n {
-            h = mix(h, w8(i));
-            i += 8;
-        }
-        if i < n {
-            h = mix(h, w8(n - 8));
-        }
-    } else if n >= 4 {
-        h = mix(h, w4(0) | (w4(n - 4) << 32));
-    } else if n >= 2 {
-        h = mix(h, w2(0) | (w2(n - 2) << 16));
-    } else if n == 1 {
-        h = mix(h, u64::from(b[0]));
-    }
-    mix(h, n as u64)
-}
 const VAR_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEP_HASH: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -218,6 +171,7 @@ fn is_alnum(b: u8) -> bool {
 /// once warm.
 #[derive(Default)]
 struct Masker {
+    /// Hash of the masked token sequence, computed while masking.
     hash: u64,
     pieces: Vec<Piece>,
     /// Per token: range into `pieces`, or None for a whole-token variable.
@@ -278,12 +232,7 @@ impl Masker {
                 || (seen & C_COLON != 0 && tok.len() >= 3 && is_ipv6(tok))
                 || (tok.len() == 2 && is_empty_pair(tok));
             if whole_var {
-                if !prev_var {
-                    self.hash = mix(mix(self.hash, VAR_HASH), SEP_HASH);
-                    if build {
-                        self.toks.push(None);
-                    }
-                }
+                self.push_var(prev_var, build);
                 prev_var = true;
                 continue;
             }
@@ -302,12 +251,7 @@ impl Masker {
             let all_var = self.mask_token(msg, start, end);
             if all_var && !(end - start > 1 && matches!(msg[end - 1], b':' | b',' | b';')) {
                 self.pieces.truncate(p0);
-                if !prev_var {
-                    self.hash = mix(mix(self.hash, VAR_HASH), SEP_HASH);
-                    if build {
-                        self.toks.push(None);
-                    }
-                }
+                self.push_var(prev_var, build);
                 prev_var = true;
                 continue;
             }
@@ -324,6 +268,17 @@ impl Masker {
                 self.pieces.truncate(p0);
             }
             prev_var = false;
+        }
+    }
+
+    /// A whole-token variable; one after another fold into one.
+    #[inline]
+    fn push_var(&mut self, prev_var: bool, build: bool) {
+        if !prev_var {
+            self.hash = mix(mix(self.hash, VAR_HASH), SEP_HASH);
+            if build {
+                self.toks.push(None);
+            }
         }
     }
 
@@ -425,11 +380,6 @@ impl Masker {
     }
 
     /// Hash of the masked token sequence.
-    /// Hash of the masked token sequence (computed while masking).
-    fn shape_hash(&self, _msg: &[u8]) -> u64 {
-        self.hash
-    }
-
     /// Add one token made of pieces `p0..` to the running hash. A token of one literal
     /// piece hashes like a plain word.
     #[inline]
@@ -640,7 +590,7 @@ impl Miner {
     pub fn mine(&mut self, msg: &[u8]) -> Mined {
         self.clock += 1;
         self.masker.run(msg, &self.cfg.masks, false);
-        let h = self.masker.shape_hash(msg);
+        let h = self.masker.hash;
         if let Some(&s) = self.shapes.get(&h) {
             let t = self.root(self.shape_list[s as usize].template);
             self.shape_list[s as usize].template = t;
@@ -665,7 +615,7 @@ impl Miner {
         if self.live > self.cfg.max_templates {
             self.evict();
         }
-        Mined { shape: s, template: self.root(t) }
+        Mined { shape: s, template: t }
     }
 
     /// Distinct masked token sequences seen (each one map entry).

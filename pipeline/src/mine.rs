@@ -221,17 +221,7 @@ fn hint_of(prev: &Option<String>) -> Option<String> {
 pub fn pattern(t: &Template) -> String {
     let mut out = String::new();
     let mut used: Vec<String> = Vec::new();
-    let name_for = |hint: Option<String>, used: &mut Vec<String>| {
-        let base = hint.filter(|h| !h.is_empty()).unwrap_or_else(|| "value".into());
-        let mut n = base.clone();
-        let mut k = 2;
-        while used.contains(&n) {
-            n = format!("{base}_{k}");
-            k += 1;
-        }
-        used.push(n.clone());
-        n
-    };
+    let name_for = |hint: Option<String>, used: &mut Vec<String>| unique(hint.filter(|h| !h.is_empty()).unwrap_or_else(|| "value".into()), used);
     let mut prev_word: Option<String> = None;
     for (i, tok) in t.tokens.iter().enumerate() {
         if i > 0 {
@@ -266,20 +256,25 @@ pub fn pattern(t: &Template) -> String {
     out
 }
 
+/// `base`, or `base_2`, `base_3`, … if taken; recorded in `used`.
+fn unique(base: String, used: &mut Vec<String>) -> String {
+    let mut n = base.clone();
+    let mut k = 2;
+    while used.contains(&n) {
+        n = format!("{base}_{k}");
+        k += 1;
+    }
+    used.push(n.clone());
+    n
+}
+
 fn to_toml(templates: &[&Template], lines: u64) -> String {
     let mut s = format!(
         "# Templates mined by `sluice templates mine` from {lines} lines, most frequent first.\n# Rename events and placeholders as you like, then load with `templates_file`.\n"
     );
     let mut names: Vec<String> = Vec::new();
     for t in templates {
-        let base = event_name(t);
-        let mut n = base.clone();
-        let mut k = 2;
-        while names.contains(&n) {
-            n = format!("{base}_{k}");
-            k += 1;
-        }
-        names.push(n.clone());
+        let n = unique(event_name(t), &mut names);
         let q = |x: &str| toml::Value::String(x.to_string()).to_string();
         s.push_str(&format!(
             "\n[[templates]]\nevent = {}\npattern = {}\n# {} lines, e.g. {}\n",

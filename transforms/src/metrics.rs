@@ -125,7 +125,7 @@ struct Series<H> {
     labels: Vec<String>,
     max: usize,
     /// Series indexes by label-value hash (already a good hash: no re-hashing).
-    map: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<IdentityHasher>>,
+    map: sluice_event::hash::HashKeyed<Vec<usize>>,
     /// (label values, handle) by series index.
     series: Vec<(Vec<String>, H)>,
     last: Option<usize>,
@@ -136,12 +136,12 @@ struct Series<H> {
     make: fn(&str, Vec<Label>) -> H,
 }
 
-/// A label's value: the event's field, or for `source` without such a field, the name
-/// of the source component.
+/// A label's value: the event's field, else its metadata of that name (`source`, see
+/// `Event::meta`), else empty.
 #[inline]
 fn label_of<'a>(e: &'a Event, l: &str) -> std::borrow::Cow<'a, str> {
     match e.fields.get(l) {
-        None if l == "source" => std::borrow::Cow::Borrowed(e.origin.info.source.as_str()),
+        None => std::borrow::Cow::Borrowed(e.meta(l).unwrap_or("")),
         v => label_str(v),
     }
 }
@@ -154,40 +154,6 @@ fn label_str(v: Option<&Value>) -> std::borrow::Cow<'_, str> {
         Some(Value::Bool(b)) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
         _ => std::borrow::Cow::Borrowed(""),
     }
-}
-
-/// Hasher for keys that are already hashes.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl std::hash::Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-/// Word-at-a-time hash of a string (FxHash-style).
-#[inline]
-fn hash_str(mut h: u64, s: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let b = s.as_bytes();
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(K);
-    }
-    let mut tail = [0u8; 8];
-    let r = chunks.remainder();
-    tail[..r.len()].copy_from_slice(r);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
-    (h.rotate_left(5) ^ b.len() as u64).wrapping_mul(K)
 }
 
 impl<H: Clone> Series<H> {
@@ -241,7 +207,7 @@ impl<H: Clone> Series<H> {
         }
         let mut hash: u64 = 0;
         for v in vals {
-            hash = hash_str(hash, v);
+            hash = sluice_event::hash::hash_bytes(hash, v.as_bytes());
         }
         if let Some(cands) = self.map.get(&hash) {
             for &i in cands {
