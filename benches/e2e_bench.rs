@@ -189,7 +189,9 @@ fn main() {
     // `signals` stage (five metrics: three counters with labels, a counter, a
     // histogram); its sampler is left out of both.
     let parses = "inputs = [\"payments_parse\", \"orders_parse\", \"gateway_parse\", \"access_parse\", \"auth_parse\", \"cart_parse\", \"search_parse\"]";
-    let sink = |inputs: &str| format!("\n[sinks.events]\ntype = \"file\"\n{inputs}\npath = \"${{OUT_DIR:-out/corpus}}/{{source}}.ndjson\"\n");
+    let sink = |inputs: &str| {
+        format!("\n[sinks.events]\ntype = \"file\"\n{inputs}\npath = \"${{OUT_DIR:-out/corpus}}/{{source}}.ndjson\"\n")
+    };
     let signals_at = base.find("# --- signals:").expect("the example has a signals stage");
     let sampling_at = base.find("# --- sampling").expect("the example has a sampling stage");
     let without = format!("{}{}", &base[..signals_at], sink(parses));
@@ -250,7 +252,10 @@ fn main() {
         let mut content = String::new();
         for set in ["HDFS", "Hadoop", "Spark", "BGL", "HPC", "Linux", "Mac", "OpenStack"] {
             let out = Command::new("python3")
-                .args(["-c", "import csv,sys; [print(r['Content']) for r in csv.DictReader(open(sys.argv[1], newline=''))]"])
+                .args([
+                    "-c",
+                    "import csv,sys; [print(r['Content']) for r in csv.DictReader(open(sys.argv[1], newline=''))]",
+                ])
                 .arg(loghub.join(format!("{set}/{set}_2k.log_structured.csv")))
                 .output()
                 .expect("python3");
@@ -265,7 +270,13 @@ fn main() {
         let mut times = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..a.runs {
-            let (s, r, code) = timed(Command::new(&a.sluice).args(["templates", "mine", "--per-line"]).args(&paths).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()));
+            let (s, r, code) = timed(
+                Command::new(&a.sluice)
+                    .args(["templates", "mine", "--per-line"])
+                    .args(&paths)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null()),
+            );
             assert_eq!(code, 0, "templates mine failed");
             times.push(s);
             rss.push(r as f64);
@@ -282,6 +293,10 @@ fn num_cpus() -> usize {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }

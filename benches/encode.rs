@@ -21,7 +21,11 @@ fn events_from(buf: &Bytes) -> Vec<Event> {
     let mut out = Vec::with_capacity(4096);
     let mut start = 0;
     for i in memchr::memchr_iter(b'\n', buf) {
-        out.push(Event::from_line(buf.slice(start..i), Timestamp(1_795_314_873_000_000_000), Origin { info: info.clone(), offset: start as u64 }));
+        out.push(Event::from_line(
+            buf.slice(start..i),
+            Timestamp(1_795_314_873_000_000_000),
+            Origin { info: info.clone(), offset: start as u64 },
+        ));
         start = i + 1;
     }
     out

@@ -15,7 +15,11 @@ fn corpus() -> Vec<Event> {
     names.sort();
     for p in names {
         for l in std::fs::read_to_string(&p).unwrap().lines() {
-            v.push(Event::from_line(Bytes::copy_from_slice(l.as_bytes()), Timestamp(0), Origin { info: info.clone(), offset: 0 }));
+            v.push(Event::from_line(
+                Bytes::copy_from_slice(l.as_bytes()),
+                Timestamp(0),
+                Origin { info: info.clone(), offset: 0 },
+            ));
         }
     }
     v
@@ -26,7 +30,16 @@ fn bench(c: &mut Criterion) {
     let bytes: usize = events.iter().map(|e| e.raw.len()).sum();
     let mut g = c.benchmark_group("mask");
     g.throughput(Throughput::Bytes(bytes as u64));
-    for (name, cfg) in [("all_detectors_redact", ""), ("email", "detectors = [\"email\"]"), ("numeric", "detectors = [\"ipv4\", \"credit_card\", \"phone\", \"us_ssn\"]"), ("iban", "detectors = [\"iban\"]"), ("secret", "detectors = [\"secret\"]"), ("bearer", "detectors = [\"bearer\"]"), ("ipv6", "detectors = [\"ipv6\"]"), ("jwt_aws", "detectors = [\"jwt\", \"aws_key\"]")] {
+    for (name, cfg) in [
+        ("all_detectors_redact", ""),
+        ("email", "detectors = [\"email\"]"),
+        ("numeric", "detectors = [\"ipv4\", \"credit_card\", \"phone\", \"us_ssn\"]"),
+        ("iban", "detectors = [\"iban\"]"),
+        ("secret", "detectors = [\"secret\"]"),
+        ("bearer", "detectors = [\"bearer\"]"),
+        ("ipv6", "detectors = [\"ipv6\"]"),
+        ("jwt_aws", "detectors = [\"jwt\", \"aws_key\"]"),
+    ] {
         let mut m = toml::from_str::<MaskConfig>(cfg).unwrap().compile().unwrap();
         g.bench_function(name, |b| {
             b.iter(|| {

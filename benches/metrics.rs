@@ -56,7 +56,13 @@ fn bench(c: &mut Criterion) {
     let events: Vec<Event> = std::fs::read_to_string(p)
         .unwrap()
         .lines()
-        .map(|l| Event::from_line(Bytes::copy_from_slice(l.as_bytes()), Timestamp(0), Origin { info: info.clone(), offset: 0 }))
+        .map(|l| {
+            Event::from_line(
+                Bytes::copy_from_slice(l.as_bytes()),
+                Timestamp(0),
+                Origin { info: info.clone(), offset: 0 },
+            )
+        })
         .collect();
     let ctx = Context::default();
     let mut g = c.benchmark_group("pipeline");

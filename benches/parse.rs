@@ -12,12 +12,29 @@ use std::path::Path;
 fn lines(file: &str) -> Vec<ByteStr> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/logs").join(file);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    text.lines().filter(|l| !l.starts_with('\t') && !l.starts_with("java.") && !l.starts_with("org.")).map(ByteStr::from).collect()
+    text.lines()
+        .filter(|l| !l.starts_with('\t') && !l.starts_with("java.") && !l.starts_with("org."))
+        .map(ByteStr::from)
+        .collect()
 }
 
 fn klog_lines() -> Vec<ByteStr> {
     (0..500)
-        .map(|i| ByteStr::from(format!("{}1121 02:14:{:02}.{:06}   {} controller.go:{}] sync of pod default/web-{} finished in {}ms", ["I", "W", "E"][i % 3], i % 60, i * 7, 1000 + i, 100 + i % 50, i, i % 900).as_str()))
+        .map(|i| {
+            ByteStr::from(
+                format!(
+                    "{}1121 02:14:{:02}.{:06}   {} controller.go:{}] sync of pod default/web-{} finished in {}ms",
+                    ["I", "W", "E"][i % 3],
+                    i % 60,
+                    i * 7,
+                    1000 + i,
+                    100 + i % 50,
+                    i,
+                    i % 900
+                )
+                .as_str(),
+            )
+        })
         .collect()
 }
 
@@ -32,7 +49,11 @@ fn bench_presets(c: &mut Criterion) {
         ("go_std", "go_std", lines("gateway.log")),
         ("klog", "klog", klog_lines()),
         ("format_python", "{timestamp} {level} [{logger}] [{trace_id}] {message}", lines("payments.log")),
-        ("format_log4j", "{timestamp} [{thread}] [traceId={trace_id}] {level} {logger} - {message}", lines("orders.log")),
+        (
+            "format_log4j",
+            "{timestamp} [{thread}] [traceId={trace_id}] {level} {logger} - {message}",
+            lines("orders.log"),
+        ),
     ];
     for (name, spec, input) in cases {
         let f = Format::compile(spec, None).unwrap();
@@ -61,10 +82,16 @@ fn bench_presets(c: &mut Criterion) {
 
 const REAL: &[(&str, &str)] = &[
     ("health_check_ok", "health check ok"),
-    ("payment_started", "Processing payment {payment_id} for user {user_id} amount_cents={amount_cents:int} currency={currency}"),
+    (
+        "payment_started",
+        "Processing payment {payment_id} for user {user_id} amount_cents={amount_cents:int} currency={currency}",
+    ),
     ("card_authorized", "Card {card} authorized by {gateway}"),
     ("payment_failed", "Payment failed for user {user_id}: {error}"),
-    ("payment_retry", "Retrying charge for payment {payment_id} (attempt {attempt:int} of {max_attempts:int}) reason={reason}"),
+    (
+        "payment_retry",
+        "Retrying charge for payment {payment_id} (attempt {attempt:int} of {max_attempts:int}) reason={reason}",
+    ),
     ("payment_succeeded", "Payment {payment_id} succeeded in {duration_ms:int}ms"),
     ("receipt_sent", "Sending receipt to {email}"),
     ("deprecated_api_key", "Deprecated static API key {api_key} used by merchant {merchant_id}"),
@@ -74,9 +101,27 @@ const REAL: &[(&str, &str)] = &[
 /// `n` templates: the 9 real payment templates plus decoys that share vocabulary with
 /// them (so candidate filtering has real work to do).
 fn templates(n: usize) -> String {
-    let verbs = ["Processing", "Refunding", "Payment", "Retrying", "Sending", "Loading", "Cancelling", "Validating", "Scheduling", "Archiving"];
-    let nouns = ["payment", "refund", "invoice", "receipt", "order", "charge", "payout", "dispute", "transfer", "ledger entry"];
-    let tails = ["for user {user_id}", "in {duration_ms:int}ms", "for merchant {merchant_id}", "with status {status}", "reason={reason}"];
+    let verbs = [
+        "Processing",
+        "Refunding",
+        "Payment",
+        "Retrying",
+        "Sending",
+        "Loading",
+        "Cancelling",
+        "Validating",
+        "Scheduling",
+        "Archiving",
+    ];
+    let nouns =
+        ["payment", "refund", "invoice", "receipt", "order", "charge", "payout", "dispute", "transfer", "ledger entry"];
+    let tails = [
+        "for user {user_id}",
+        "in {duration_ms:int}ms",
+        "for merchant {merchant_id}",
+        "with status {status}",
+        "reason={reason}",
+    ];
     let mut t = String::from("templates = [\n");
     for (e, p) in REAL {
         t.push_str(&format!("  {{ event = \"{e}\", pattern = \"{p}\" }},\n"));
@@ -98,13 +143,22 @@ fn bench_templates(c: &mut Criterion) {
     let info = OriginInfo::new("bench", None);
     let events: Vec<Event> = input
         .iter()
-        .map(|l| Event::from_line(Bytes::copy_from_slice(l.as_str().as_bytes()), Timestamp(0), Origin { info: info.clone(), offset: 0 }))
+        .map(|l| {
+            Event::from_line(
+                Bytes::copy_from_slice(l.as_str().as_bytes()),
+                Timestamp(0),
+                Origin { info: info.clone(), offset: 0 },
+            )
+        })
         .collect();
     let ctx = Context::default();
     let mut g = c.benchmark_group("header_plus_templates");
     g.throughput(Throughput::Elements(events.len() as u64));
     for n in [0usize, 10, 50, 500] {
-        let cfg_text = format!("format = \"{{timestamp}} {{level}} [{{logger}}] [{{trace_id}}] {{message}}\"\n{}", if n == 0 { String::new() } else { templates(n) });
+        let cfg_text = format!(
+            "format = \"{{timestamp}} {{level}} [{{logger}}] [{{trace_id}}] {{message}}\"\n{}",
+            if n == 0 { String::new() } else { templates(n) }
+        );
         let cfg: ParseConfig = toml::from_str(&cfg_text).unwrap();
         let mut p = cfg.compile().unwrap();
         // Every line gets its event (the 9 real templates cover the file).

@@ -12,7 +12,11 @@ fn events(n: usize, traces: usize) -> Vec<Event> {
     let raw = Bytes::from_static(b"2026-11-21 01:01:35,654 INFO [payments.service] [6b4b066d6bd6aa4fcb12f7b693f6d7bd] Payment pay_f1bd078849e5bf0c succeeded in 528ms");
     (0..n)
         .map(|i| {
-            let mut e = Event::from_line(raw.clone(), Timestamp(1_795_000_000_000_000_000 + i as i64 * 1_000_000), Origin { info: info.clone(), offset: i as u64 });
+            let mut e = Event::from_line(
+                raw.clone(),
+                Timestamp(1_795_000_000_000_000_000 + i as i64 * 1_000_000),
+                Origin { info: info.clone(), offset: i as u64 },
+            );
             e.fields.insert("level", Value::from(if i % 100 == 0 { "warn" } else { "info" }));
             e.fields.insert("trace_id", Value::from(format!("{:032x}", (i * 7919) % traces).as_str()));
             e

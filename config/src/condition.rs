@@ -66,7 +66,9 @@ impl<'de> Deserialize<'de> for Condition {
 
 fn literal(v: &toml::Value) -> Result<Literal, String> {
     Ok(match v {
-        toml::Value::String(s) => Literal { text: s.clone(), num: s.parse().ok().filter(|f: &f64| f.is_finite()), boolean: None },
+        toml::Value::String(s) => {
+            Literal { text: s.clone(), num: s.parse().ok().filter(|f: &f64| f.is_finite()), boolean: None }
+        }
         toml::Value::Integer(i) => Literal { text: i.to_string(), num: Some(*i as f64), boolean: None },
         toml::Value::Float(f) => Literal { text: f.to_string(), num: Some(*f), boolean: None },
         toml::Value::Boolean(b) => Literal { text: b.to_string(), num: None, boolean: Some(*b) },
@@ -175,12 +177,10 @@ impl Condition {
                 Op::Eq => x == *n,
                 Op::Ne => x != *n,
             }),
-            Condition::LevelAtLeast(min) => {
-                match e.fields.get("level").and_then(Value::as_str).and_then(level_rank) {
-                    Some(r) => r >= *min,
-                    None => false,
-                }
-            }
+            Condition::LevelAtLeast(min) => match e.fields.get("level").and_then(Value::as_str).and_then(level_rank) {
+                Some(r) => r >= *min,
+                None => false,
+            },
         }
     }
 }
@@ -211,7 +211,10 @@ impl Found<'_> {
             Found::Value(Value::Bool(b)) => l.boolean == Some(*b),
             Found::Value(Value::Int(_)) | Found::Value(Value::Float(_)) => l.num.is_some() && self.as_num() == l.num,
             _ => match self.as_text() {
-                Some(t) => t == l.text || (l.boolean.is_none() && l.num.is_some() && t.parse::<f64>().ok() == l.num && !t.is_empty()),
+                Some(t) => {
+                    t == l.text
+                        || (l.boolean.is_none() && l.num.is_some() && t.parse::<f64>().ok() == l.num && !t.is_empty())
+                }
                 None => false,
             },
         }
@@ -225,9 +228,10 @@ impl Condition {
     /// spellings). Lets a caller skip whole conditions after one look at the field.
     pub fn required_texts(&self, field: &str) -> Option<Vec<&str>> {
         match self {
-            Condition::OneOf(f, lits) if f == field => {
-                lits.iter().all(|l| l.num.is_none() && l.boolean.is_none()).then(|| lits.iter().map(|l| l.text.as_str()).collect())
-            }
+            Condition::OneOf(f, lits) if f == field => lits
+                .iter()
+                .all(|l| l.num.is_none() && l.boolean.is_none())
+                .then(|| lits.iter().map(|l| l.text.as_str()).collect()),
             Condition::All(cs) => cs.iter().find_map(|c| c.required_texts(field)),
             _ => None,
         }
@@ -261,7 +265,8 @@ mod tests {
     use sluice_event::{Fields, Origin, OriginInfo, Timestamp};
 
     fn ev(msg: &str, fields: &[(&str, Value)]) -> Event {
-        let mut e = Event::from_line(bytes_of(msg), Timestamp(0), Origin { info: OriginInfo::new("s", None), offset: 0 });
+        let mut e =
+            Event::from_line(bytes_of(msg), Timestamp(0), Origin { info: OriginInfo::new("s", None), offset: 0 });
         for (k, v) in fields {
             e.fields.insert(*k, v.clone());
         }
@@ -281,14 +286,17 @@ mod tests {
     fn language() {
         let mut nested = Fields::new();
         nested.insert("code", Value::Int(7));
-        let e = ev("Gateway timed out", &[
-            ("level", Value::from("error")),
-            ("event", Value::from("retry")),
-            ("status", Value::from("504")),
-            ("duration_ms", Value::Int(1500)),
-            ("ok", Value::Bool(false)),
-            ("sd", Value::Map(nested)),
-        ]);
+        let e = ev(
+            "Gateway timed out",
+            &[
+                ("level", Value::from("error")),
+                ("event", Value::from("retry")),
+                ("status", Value::from("504")),
+                ("duration_ms", Value::Int(1500)),
+                ("ok", Value::Bool(false)),
+                ("sd", Value::Map(nested)),
+            ],
+        );
         assert!(cond(r#"{ level = ["error", "fatal"], event = "retry" }"#).eval(&e));
         assert!(!cond(r#"{ level = ["error", "fatal"], event = "other" }"#).eval(&e));
         assert!(cond("{ status = 504 }").eval(&e));

@@ -14,7 +14,11 @@ pub(crate) fn check(cfg: &Config, errors: &mut Vec<Diagnostic>) {
                 &path,
                 format!(
                     "`{}.{}`: the name `{}` is already used by `{}.{}`; component names must be unique",
-                    c.kind.table(), c.name, c.name, prev.table(), c.name
+                    c.kind.table(),
+                    c.name,
+                    c.name,
+                    prev.table(),
+                    c.name
                 ),
             ));
         }
@@ -52,13 +56,21 @@ pub(crate) fn check(cfg: &Config, errors: &mut Vec<Diagnostic>) {
                         &p,
                         format!(
                             "`{}.{}.inputs[{i}]`: unknown component `{}`, expected one of {}",
-                            c.kind.table(), c.name, input.component, crate::list(&known)
+                            c.kind.table(),
+                            c.name,
+                            input.component,
+                            crate::list(&known)
                         ),
                     ));
                 }
                 Some(Kind::Sink) => errors.push(cfg.diag_value(
                     &p,
-                    format!("`{}.{}.inputs[{i}]`: `{}` is a sink; sinks have no outputs", c.kind.table(), c.name, input.component),
+                    format!(
+                        "`{}.{}.inputs[{i}]`: `{}` is a sink; sinks have no outputs",
+                        c.kind.table(),
+                        c.name,
+                        input.component
+                    ),
                 )),
                 Some(_) => {}
             }
@@ -68,8 +80,7 @@ pub(crate) fn check(cfg: &Config, errors: &mut Vec<Diagnostic>) {
         return;
     }
     // Cycle detection (depth-first, colouring).
-    let index: HashMap<&str, usize> =
-        cfg.components.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = cfg.components.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let mut state = vec![0u8; cfg.components.len()];
     let mut stack = Vec::new();
     for start in 0..cfg.components.len() {
@@ -79,14 +90,17 @@ pub(crate) fn check(cfg: &Config, errors: &mut Vec<Diagnostic>) {
         if let Some(cycle) = dfs(cfg, &index, start, &mut state, &mut stack) {
             let c = &cfg.components[cycle[0]];
             let names: Vec<&str> = cycle.iter().map(|&i| cfg.components[i].name.as_str()).collect();
-            let path = vec![
-                PathSeg::Key(c.kind.table().into()),
-                PathSeg::Key(c.name.clone()),
-                PathSeg::Key("inputs".into()),
-            ];
+            let path =
+                vec![PathSeg::Key(c.kind.table().into()), PathSeg::Key(c.name.clone()), PathSeg::Key("inputs".into())];
             errors.push(cfg.diag_value(
                 &path,
-                format!("`{}.{}.inputs`: cycle in the pipeline graph: {} -> {}", c.kind.table(), c.name, names.join(" -> "), names[0]),
+                format!(
+                    "`{}.{}.inputs`: cycle in the pipeline graph: {} -> {}",
+                    c.kind.table(),
+                    c.name,
+                    names.join(" -> "),
+                    names[0]
+                ),
             ));
             return;
         }

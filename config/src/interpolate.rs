@@ -16,9 +16,8 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
             out.push('$');
             rest = r;
         } else if let Some(r) = after.strip_prefix('{') {
-            let end = r.find('}').ok_or_else(|| {
-                format!("unterminated `${{` in \"{s}\" (write `$$` for a literal `$`)")
-            })?;
+            let end =
+                r.find('}').ok_or_else(|| format!("unterminated `${{` in \"{s}\" (write `$$` for a literal `$`)"))?;
             let inner = &r[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),

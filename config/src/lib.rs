@@ -20,10 +20,10 @@
 //! `FILE:LINE:COL` and name the key.
 
 pub mod condition;
-pub mod units;
 mod graph;
 mod interpolate;
 mod spans;
+pub mod units;
 
 pub use interpolate::interpolate;
 
@@ -147,12 +147,7 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig {
-            batch_max_events: 4096,
-            batch_max_bytes: 1 << 20,
-            buffer_batches: 4,
-            drain_timeout_secs: 30,
-        }
+        PipelineConfig { batch_max_events: 4096, batch_max_bytes: 1 << 20, buffer_batches: 4, drain_timeout_secs: 30 }
     }
 }
 
@@ -173,21 +168,12 @@ const TOP_KEYS: [&str; 6] = ["data_dir", "api", "pipeline", "sources", "transfor
 
 impl Config {
     /// Parse and check a configuration. `env` resolves `${VAR}` references.
-    pub fn parse(
-        file: &str,
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, Errors> {
+    pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Errors> {
         let (root, spans) = match spans::parse(text) {
             Ok(x) => x,
             Err((msg, span)) => {
                 let (line, col) = line_col(text, span.start);
-                return Err(Errors(vec![Diagnostic {
-                    file: file.into(),
-                    line,
-                    col,
-                    message: msg,
-                }]));
+                return Err(Errors(vec![Diagnostic { file: file.into(), line, col, message: msg }]));
             }
         };
         let mut cfg = Config {
@@ -235,10 +221,8 @@ impl Config {
                     };
                     cfg.read_components(kind, value, &mut errors);
                 }
-                _ => errors.push(cfg.diag_key(
-                    &path,
-                    format!("unknown key `{key}`, expected one of {}", list(&TOP_KEYS)),
-                )),
+                _ => errors
+                    .push(cfg.diag_key(&path, format!("unknown key `{key}`, expected one of {}", list(&TOP_KEYS)))),
             }
         }
         cfg.components.sort_by_key(|c| match c.kind {
@@ -259,20 +243,16 @@ impl Config {
     fn read_components(&mut self, kind: Kind, value: toml::Value, errors: &mut Vec<Diagnostic>) {
         let tpath = vec![PathSeg::Key(kind.table().into())];
         let toml::Value::Table(table) = value else {
-            errors.push(self.diag_value(
-                &tpath,
-                format!("`{}`: expected a table of named components", kind.table()),
-            ));
+            errors.push(self.diag_value(&tpath, format!("`{}`: expected a table of named components", kind.table())));
             return;
         };
         for (name, body) in table {
             let path = vec![PathSeg::Key(kind.table().into()), PathSeg::Key(name.clone())];
             let dotted = format!("{}.{}", kind.table(), name);
             if name.is_empty() || name.contains('.') {
-                errors.push(self.diag_key(
-                    &path,
-                    format!("`{dotted}`: component names must be non-empty and contain no `.`"),
-                ));
+                errors.push(
+                    self.diag_key(&path, format!("`{dotted}`: component names must be non-empty and contain no `.`")),
+                );
                 continue;
             }
             let toml::Value::Table(mut options) = body else {
@@ -284,10 +264,9 @@ impl Config {
                 Some(other) => {
                     let mut p = path.clone();
                     p.push(PathSeg::Key("type".into()));
-                    errors.push(self.diag_value(
-                        &p,
-                        format!("`{dotted}.type`: expected a string, found {}", other.type_str()),
-                    ));
+                    errors.push(
+                        self.diag_value(&p, format!("`{dotted}.type`: expected a string, found {}", other.type_str())),
+                    );
                     continue;
                 }
                 None => {
@@ -322,7 +301,10 @@ impl Config {
                             }
                             other => errors.push(self.diag_value(
                                 &p,
-                                format!("`{dotted}.inputs[{i}]`: expected a component name (string), found {}", other.type_str()),
+                                format!(
+                                    "`{dotted}.inputs[{i}]`: expected a component name (string), found {}",
+                                    other.type_str()
+                                ),
                             )),
                         }
                     }
@@ -377,7 +359,10 @@ impl Config {
             let inner = inner.trim_end().to_string();
             let msg = format!("`{}`: {}", spans::dotted(&path), inner);
             if inner.starts_with("unknown field") || inner.starts_with("missing field") {
-                self.diag_key(&path, msg.replacen("unknown field", "unknown key", 1).replacen("missing field", "missing key", 1))
+                self.diag_key(
+                    &path,
+                    msg.replacen("unknown field", "unknown key", 1).replacen("missing field", "missing key", 1),
+                )
             } else {
                 self.diag_value(&path, msg)
             }

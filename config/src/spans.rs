@@ -75,14 +75,11 @@ impl SpanIndex {
 
 /// Parse the document: its values, and the span of everything in it.
 pub fn parse(text: &str) -> Result<(toml::Table, SpanIndex), (String, Range<usize>)> {
-    let doc = DeTable::parse(text).map_err(|e| {
-        (e.message().trim_end().to_string(), e.span().unwrap_or(0..0))
-    })?;
+    let doc = DeTable::parse(text).map_err(|e| (e.message().trim_end().to_string(), e.span().unwrap_or(0..0)))?;
     let mut index = SpanIndex::default();
     index.map.insert(Vec::new(), (None, 0..0));
     index.walk_table(&mut Vec::new(), doc.get_ref());
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        (e.message().trim_end().to_string(), e.span().unwrap_or(0..0))
-    })?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| (e.message().trim_end().to_string(), e.span().unwrap_or(0..0)))?;
     Ok((table, index))
 }

@@ -33,9 +33,15 @@ fn unknown_component_key_points_at_key() {
 #[test]
 fn wrong_type_points_at_value() {
     let e = decode_err("[sources.app]\ntype = \"file\"\ninclude = [\"a\"]\nmax_line_bytes = \"big\"\n");
-    assert!(e.starts_with("test.toml:4:18: `sources.app.max_line_bytes`: invalid type: string \"big\", expected u64"), "{e}");
+    assert!(
+        e.starts_with("test.toml:4:18: `sources.app.max_line_bytes`: invalid type: string \"big\", expected u64"),
+        "{e}"
+    );
     let e = decode_err("[sources.app]\ntype = \"file\"\ninclude = [\"a\", 3]\n");
-    assert!(e.starts_with("test.toml:3:17: `sources.app.include[1]`: invalid type: integer `3`, expected a string"), "{e}");
+    assert!(
+        e.starts_with("test.toml:3:17: `sources.app.include[1]`: invalid type: integer `3`, expected a string"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -82,5 +88,8 @@ fn env_interpolation() {
     let f: FileSource = cfg.decode(c).unwrap();
     assert_eq!(f.include, vec!["/var/log/*.log", "/tmp/x"]);
     let e = parse("[sources.app]\ntype = \"file\"\ninclude = [\"${MISSING}/x\"]\n").unwrap_err().to_string();
-    assert!(e.starts_with("test.toml:3:12: `sources.app.include[0]`: environment variable `MISSING` is not set"), "{e}");
+    assert!(
+        e.starts_with("test.toml:3:12: `sources.app.include[0]`: environment variable `MISSING` is not set"),
+        "{e}"
+    );
 }

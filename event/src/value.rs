@@ -190,7 +190,27 @@ mod short_eq_tests {
 
     #[test]
     fn agrees_with_slice_equality() {
-        let words = ["", "a", "b", "ab", "ba", "abc", "abd", "xbc", "level", "event", "levem", "trace_id", "trace_ie", "duration_ms", "duration_ns", "0123456789abcdef", "0123456789abcdeF", "0123456789abcdefg", "0123456789abcdefh"];
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "abd",
+            "xbc",
+            "level",
+            "event",
+            "levem",
+            "trace_id",
+            "trace_ie",
+            "duration_ms",
+            "duration_ns",
+            "0123456789abcdef",
+            "0123456789abcdeF",
+            "0123456789abcdefg",
+            "0123456789abcdefh",
+        ];
         for a in words {
             for b in words {
                 assert_eq!(short_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");

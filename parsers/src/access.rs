@@ -158,10 +158,18 @@ mod tests {
 
     #[test]
     fn apache_common() {
-        let p = run(Flavor::ApacheCommon, r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326"#).unwrap();
+        let p = run(
+            Flavor::ApacheCommon,
+            r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326"#,
+        )
+        .unwrap();
         assert_eq!(p.fields.get("remote_user").unwrap().as_str(), Some("frank"));
         assert_eq!(p.timestamp.unwrap().to_rfc3339(), "2000-10-10T20:55:36Z");
-        assert!(run(Flavor::ApacheCombined, r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326"#).is_err());
+        assert!(run(
+            Flavor::ApacheCombined,
+            r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326"#
+        )
+        .is_err());
         assert!(run(Flavor::ApacheCommon, r#"127.0.0.1 - - [x] "GET / HTTP/1.0" 2000 1"#).is_err());
         assert!(run(Flavor::ApacheCommon, "").is_err());
     }

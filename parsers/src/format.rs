@@ -14,8 +14,8 @@ use crate::placeholder::{self, Kind};
 use crate::timestamp::{self, Context};
 use crate::{Level, ParseError, Parsed};
 use memchr::memmem;
-use smol_str::SmolStr;
 use sluice_event::{ByteStr, Value};
+use smol_str::SmolStr;
 
 #[derive(Debug, Clone)]
 enum Tok {
@@ -110,9 +110,9 @@ impl FormatString {
                         _ => match next {
                             None => rest.len(),
                             Some(Tok::Spaces) => memchr::memchr(b' ', rest.as_bytes()).unwrap_or(rest.len()),
-                            Some(Tok::Lit(l, f)) => f
-                                .find(rest.as_bytes())
-                                .ok_or_else(|| ParseError::at("expected", l, pos))?,
+                            Some(Tok::Lit(l, f)) => {
+                                f.find(rest.as_bytes()).ok_or_else(|| ParseError::at("expected", l, pos))?
+                            }
                             Some(Tok::Cap(..)) => unreachable!("rejected at compile time"),
                         },
                     };
@@ -155,7 +155,14 @@ impl FormatString {
         Ok(())
     }
 
-    fn timestamp_extent(&self, rest: &str, next: Option<&Tok>, ctx: &Context, out: &mut Parsed, line: &ByteStr) -> Result<usize, ParseError> {
+    fn timestamp_extent(
+        &self,
+        rest: &str,
+        next: Option<&Tok>,
+        ctx: &Context,
+        out: &mut Parsed,
+        line: &ByteStr,
+    ) -> Result<usize, ParseError> {
         if let Some(fmt) = &self.ts_format {
             // As many space-separated words as the layout has.
             let mut end = 0;
@@ -244,7 +251,8 @@ mod tests {
 
     #[test]
     fn typed_and_errors() {
-        let p = run("{ip:ip} {status:int} {t:float} {id:hex} {message}", "10.0.0.1 504 0.25 dead42 rest of it").unwrap();
+        let p =
+            run("{ip:ip} {status:int} {t:float} {id:hex} {message}", "10.0.0.1 504 0.25 dead42 rest of it").unwrap();
         assert_eq!(p.fields.get("status"), Some(&Value::Int(504)));
         assert_eq!(p.fields.get("t"), Some(&Value::Float(0.25)));
         let e = run("{ip:ip} {status:int} {message}", "10.0.0.1 abc x").unwrap_err();

@@ -52,7 +52,8 @@ fn caller(s: &str) -> Option<(&str, &str)> {
     let colon_space = s.find(": ")?;
     let cand = &s[..colon_space];
     let (file, line) = cand.rsplit_once(':')?;
-    (file.ends_with(".go") && !line.is_empty() && line.bytes().all(|c| c.is_ascii_digit())).then(|| (cand, &s[colon_space + 2..]))
+    (file.ends_with(".go") && !line.is_empty() && line.bytes().all(|c| c.is_ascii_digit()))
+        .then(|| (cand, &s[colon_space + 2..]))
 }
 
 pub fn parse_go(line: &ByteStr, ctx: &Context, out: &mut Parsed) -> Result<(), ParseError> {
@@ -71,8 +72,10 @@ pub fn parse_go(line: &ByteStr, ctx: &Context, out: &mut Parsed) -> Result<(), P
     let mut days = ctx.now.days();
     if b.len() >= i + 10 && b[i + 4] == b'/' && b[i + 7] == b'/' {
         let y = digits(b, i, 4).ok_or_else(|| ParseError::new("go log: bad date"))?;
-        let m = digits(b, i + 5, 2).filter(|m| (1..=12).contains(m)).ok_or_else(|| ParseError::new("go log: bad date"))?;
-        let d = digits(b, i + 8, 2).filter(|d| (1..=31).contains(d)).ok_or_else(|| ParseError::new("go log: bad date"))?;
+        let m =
+            digits(b, i + 5, 2).filter(|m| (1..=12).contains(m)).ok_or_else(|| ParseError::new("go log: bad date"))?;
+        let d =
+            digits(b, i + 8, 2).filter(|d| (1..=31).contains(d)).ok_or_else(|| ParseError::new("go log: bad date"))?;
         days = days_from_civil(y as i64, m, d);
         i += 10;
         if b.get(i) == Some(&b' ') {
@@ -189,7 +192,12 @@ mod tests {
     #[test]
     fn klog_lines() {
         let mut p = Parsed::default();
-        parse_klog(&ByteStr::from("E1121 02:14:33.123456   12345 controller.go:123] sync failed: timeout"), &ctx(), &mut p).unwrap();
+        parse_klog(
+            &ByteStr::from("E1121 02:14:33.123456   12345 controller.go:123] sync failed: timeout"),
+            &ctx(),
+            &mut p,
+        )
+        .unwrap();
         assert_eq!(p.level, Some(Level::Error));
         assert_eq!(p.timestamp.unwrap().to_rfc3339(), "2026-11-21T02:14:33.123456Z");
         assert_eq!(p.fields.get("thread_id"), Some(&Value::Int(12345)));

@@ -42,8 +42,8 @@ impl Level {
             b"info" | b"inf" | b"i" | b"information" | b"informational" | b"notice" | b"n" => Level::Info,
             b"warn" | b"warning" | b"wrn" | b"w" => Level::Warn,
             b"error" | b"err" | b"e" | b"severe" | b"eror" => Level::Error,
-            b"fatal" | b"ftl" | b"f" | b"critical" | b"crit" | b"c" | b"panic" | b"emerg" | b"emergency"
-            | b"alert" | b"a" | b"dpanic" => Level::Fatal,
+            b"fatal" | b"ftl" | b"f" | b"critical" | b"crit" | b"c" | b"panic" | b"emerg" | b"emergency" | b"alert"
+            | b"a" | b"dpanic" => Level::Fatal,
             _ => return None,
         })
     }

@@ -67,7 +67,8 @@ impl fmt::Display for ParseError {
 }
 
 /// Preset names, for error messages.
-pub const PRESETS: [&str; 8] = ["json", "logfmt", "syslog", "nginx_combined", "apache_common", "apache_combined", "go_std", "klog"];
+pub const PRESETS: [&str; 8] =
+    ["json", "logfmt", "syslog", "nginx_combined", "apache_common", "apache_combined", "go_std", "klog"];
 
 /// A compiled header format.
 #[derive(Debug)]

@@ -108,8 +108,50 @@ static CLASS: [u8; 256] = {
         } else if b.is_ascii_alphabetic() || b >= 0x80 {
             C_ALPHA
         } else {
-            let sep = matches!(b, b'.' | b':' | b'-' | b'_' | b'/' | b',' | b';' | b'+' | b'#' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'|' | b'=' | b'\'' | b'"' | b'%' | b'@' | b'*' | b'\\' | b'&' | b'?' | b'!' | b'$' | b'~');
-            (if sep { C_SEP } else { 0 }) | if b == b'.' { C_DOT } else if b == b'@' { C_AT } else if b == b'=' { C_EQ } else if b == b':' { C_COLON } else { 0 }
+            let sep = matches!(
+                b,
+                b'.' | b':'
+                    | b'-'
+                    | b'_'
+                    | b'/'
+                    | b','
+                    | b';'
+                    | b'+'
+                    | b'#'
+                    | b'('
+                    | b')'
+                    | b'['
+                    | b']'
+                    | b'{'
+                    | b'}'
+                    | b'<'
+                    | b'>'
+                    | b'|'
+                    | b'='
+                    | b'\''
+                    | b'"'
+                    | b'%'
+                    | b'@'
+                    | b'*'
+                    | b'\\'
+                    | b'&'
+                    | b'?'
+                    | b'!'
+                    | b'$'
+                    | b'~'
+            );
+            (if sep { C_SEP } else { 0 })
+                | if b == b'.' {
+                    C_DOT
+                } else if b == b'@' {
+                    C_AT
+                } else if b == b'=' {
+                    C_EQ
+                } else if b == b':' {
+                    C_COLON
+                } else {
+                    0
+                }
         };
         i += 1;
     }
@@ -134,7 +176,11 @@ fn token_scan(msg: &[u8], start: usize) -> (usize, u8) {
     let mut flags = 0u8;
     while e + 8 <= n {
         let w = u64::from_le_bytes(msg[e..e + 8].try_into().unwrap());
-        let space = zero_bytes(w ^ (ONES * 0x20)) | zero_bytes(w ^ (ONES * 0x09)) | zero_bytes(w ^ (ONES * 0x0a)) | zero_bytes(w ^ (ONES * 0x0d)) | zero_bytes(w ^ (ONES * 0x0c));
+        let space = zero_bytes(w ^ (ONES * 0x20))
+            | zero_bytes(w ^ (ONES * 0x09))
+            | zero_bytes(w ^ (ONES * 0x0a))
+            | zero_bytes(w ^ (ONES * 0x0d))
+            | zero_bytes(w ^ (ONES * 0x0c));
         let within = if space == 0 { HIGH } else { HIGH & ((1u64 << (space.trailing_zeros() & !7)) - 1) };
         // ASCII digits: at least '0' and below ':' (computed on 7 bits, so no carry
         // crosses bytes; bytes ≥ 0x80 are excluded).
@@ -216,7 +262,11 @@ impl Masker {
             }
             let start = i;
             let (end, seen) = token_scan(msg, start);
-            let dots = if seen & C_DOT != 0 && seen & C_DIGIT != 0 { msg[start..end].iter().filter(|&&b| b == b'.').count() } else { 0 };
+            let dots = if seen & C_DOT != 0 && seen & C_DIGIT != 0 {
+                msg[start..end].iter().filter(|&&b| b == b'.').count()
+            } else {
+                0
+            };
             i = end;
             let tok = &msg[start..end];
             let (digits, at, eq) = (seen & C_DIGIT != 0, seen & C_AT != 0, seen & C_EQ != 0);
@@ -225,7 +275,9 @@ impl Masker {
                 continue;
             }
             let whole_var = (!self.user.is_empty() && self.user_covers(start, end))
-                || (tok.len() > 2 && (tok[0] == b'/' || tok[0] == b'.' || tok[0] == b'~' || tok[0] == b'h') && is_path_or_url(tok))
+                || (tok.len() > 2
+                    && (tok[0] == b'/' || tok[0] == b'.' || tok[0] == b'~' || tok[0] == b'h')
+                    && is_path_or_url(tok))
                 || (at && is_email(tok))
                 || (!digits && tok.len() >= 3 && tok.len() <= 10 && tok[0].is_ascii_uppercase() && is_date_word(tok))
                 || (digits && dots >= 2 && is_host_with_digits(tok))
@@ -295,7 +347,9 @@ impl Masker {
         let mut has_var = false;
         let mut j = start;
         // key=value whose value is a host name: the value is a variable.
-        let value_from = memchr::memchr(b'=', tok).filter(|&k| k > 0 && k + 1 < tok.len() && is_host(&tok[k + 1..], false)).map(|k| start + k + 1);
+        let value_from = memchr::memchr(b'=', tok)
+            .filter(|&k| k > 0 && k + 1 < tok.len() && is_host(&tok[k + 1..], false))
+            .map(|k| start + k + 1);
         while j < end {
             if let Some(v) = value_from {
                 if j == v {
@@ -315,7 +369,12 @@ impl Masker {
                     }
                 }
             }
-            if is_alnum(msg[j]) || (msg[j] == b'-' && j + 1 < end && msg[j + 1].is_ascii_digit() && (j == start || !is_alnum(msg[j - 1]))) {
+            if is_alnum(msg[j])
+                || (msg[j] == b'-'
+                    && j + 1 < end
+                    && msg[j + 1].is_ascii_digit()
+                    && (j == start || !is_alnum(msg[j - 1])))
+            {
                 let rs = j;
                 let mut digit;
                 if msg[j] == b'-' {
@@ -333,7 +392,12 @@ impl Masker {
                 digit = seen & C_DIGIT != 0;
                 // Interface and device names (`eth0`, `awdl0`, `ee0`): letters and one digit.
                 let run = &msg[rs..j];
-                if digit && run.len() <= 6 && run.len() >= 3 && run[..run.len() - 1].iter().all(u8::is_ascii_alphabetic) && run[run.len() - 1].is_ascii_digit() {
+                if digit
+                    && run.len() <= 6
+                    && run.len() >= 3
+                    && run[..run.len() - 1].iter().all(u8::is_ascii_alphabetic)
+                    && run[run.len() - 1].is_ascii_digit()
+                {
                     digit = false;
                 }
                 if digit {
@@ -359,11 +423,15 @@ impl Masker {
         // One id written in parts (`attempt_1445_0020_m_000000_0`, `R02-M1-N0-C:J12`):
         // variables joined by separators and one- or two-letter words are one variable.
         let ps = &self.pieces[p0..];
-        if let (Some(f), Some(l)) = (ps.iter().position(|x| *x == Piece::Var), ps.iter().rposition(|x| *x == Piece::Var)) {
+        if let (Some(f), Some(l)) =
+            (ps.iter().position(|x| *x == Piece::Var), ps.iter().rposition(|x| *x == Piece::Var))
+        {
             if l > f + 1
                 && ps[f..=l].iter().all(|x| match *x {
                     Piece::Var => true,
-                    Piece::Lit(a, b) => msg[a..b].split(|&c| is_sep(c)).all(|w| w.len() <= 2 && w.iter().all(u8::is_ascii_alphabetic)),
+                    Piece::Lit(a, b) => {
+                        msg[a..b].split(|&c| is_sep(c)).all(|w| w.len() <= 2 && w.iter().all(u8::is_ascii_alphabetic))
+                    }
                 })
             {
                 let tail: Vec<Piece> = ps[l + 1..].to_vec();
@@ -416,7 +484,9 @@ impl Masker {
 
 /// URLs and paths with at least two slashes (`/var/log/x`, `./a/b`, `~/x/y`).
 fn is_path_or_url(t: &[u8]) -> bool {
-    t.starts_with(b"http://") || t.starts_with(b"https://") || ((t[0] == b'/' || t.starts_with(b"./") || t.starts_with(b"~/")) && memchr::memchr(b'/', &t[1..]).is_some())
+    t.starts_with(b"http://")
+        || t.starts_with(b"https://")
+        || ((t[0] == b'/' || t.starts_with(b"./") || t.starts_with(b"~/")) && memchr::memchr(b'/', &t[1..]).is_some())
 }
 
 /// Units written after a number.
@@ -424,7 +494,29 @@ fn is_unit(t: &[u8]) -> bool {
     let t = t.strip_suffix(b",").or_else(|| t.strip_suffix(b")")).unwrap_or(t);
     matches!(
         t,
-        b"B" | b"KB" | b"MB" | b"GB" | b"TB" | b"KiB" | b"MiB" | b"GiB" | b"TiB" | b"kB" | b"bytes" | b"ms" | b"us" | b"ns" | b"s" | b"sec" | b"secs" | b"seconds" | b"msec" | b"millis" | b"minutes" | b"min" | b"mins" | b"%"
+        b"B" | b"KB"
+            | b"MB"
+            | b"GB"
+            | b"TB"
+            | b"KiB"
+            | b"MiB"
+            | b"GiB"
+            | b"TiB"
+            | b"kB"
+            | b"bytes"
+            | b"ms"
+            | b"us"
+            | b"ns"
+            | b"s"
+            | b"sec"
+            | b"secs"
+            | b"seconds"
+            | b"msec"
+            | b"millis"
+            | b"minutes"
+            | b"min"
+            | b"mins"
+            | b"%"
     )
 }
 
@@ -433,9 +525,43 @@ fn is_date_word(t: &[u8]) -> bool {
     let t = t.strip_suffix(b",").unwrap_or(t);
     matches!(
         t,
-        b"Jan" | b"Feb" | b"Mar" | b"Apr" | b"May" | b"Jun" | b"Jul" | b"Aug" | b"Sep" | b"Oct" | b"Nov" | b"Dec" | b"Mon" | b"Tue" | b"Wed" | b"Thu" | b"Fri" | b"Sat" | b"Sun"
-            | b"January" | b"February" | b"March" | b"April" | b"June" | b"July" | b"August" | b"September" | b"October" | b"November" | b"December"
-            | b"Monday" | b"Tuesday" | b"Wednesday" | b"Thursday" | b"Friday" | b"Saturday" | b"Sunday"
+        b"Jan"
+            | b"Feb"
+            | b"Mar"
+            | b"Apr"
+            | b"May"
+            | b"Jun"
+            | b"Jul"
+            | b"Aug"
+            | b"Sep"
+            | b"Oct"
+            | b"Nov"
+            | b"Dec"
+            | b"Mon"
+            | b"Tue"
+            | b"Wed"
+            | b"Thu"
+            | b"Fri"
+            | b"Sat"
+            | b"Sun"
+            | b"January"
+            | b"February"
+            | b"March"
+            | b"April"
+            | b"June"
+            | b"July"
+            | b"August"
+            | b"September"
+            | b"October"
+            | b"November"
+            | b"December"
+            | b"Monday"
+            | b"Tuesday"
+            | b"Wednesday"
+            | b"Thursday"
+            | b"Friday"
+            | b"Saturday"
+            | b"Sunday"
     )
 }
 
@@ -507,7 +633,9 @@ fn is_empty_pair(t: &[u8]) -> bool {
 
 fn is_email(t: &[u8]) -> bool {
     match memchr::memchr(b'@', t) {
-        Some(at) if at > 0 => t[at + 1..].contains(&b'.') && t[..at].iter().all(|&b| is_alnum(b) || b"._%+-".contains(&b)),
+        Some(at) if at > 0 => {
+            t[at + 1..].contains(&b'.') && t[..at].iter().all(|&b| is_alnum(b) || b"._%+-".contains(&b))
+        }
         _ => false,
     }
 }
@@ -634,7 +762,8 @@ impl Miner {
 
     /// Live templates (not merged into another), most frequent first.
     pub fn templates(&self) -> Vec<&Template> {
-        let mut v: Vec<&Template> = self.templates.iter().filter(|t| t.merged_into.is_none() && !t.tokens.is_empty()).collect();
+        let mut v: Vec<&Template> =
+            self.templates.iter().filter(|t| t.merged_into.is_none() && !t.tokens.is_empty()).collect();
         v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.cmp(&b.text)));
         v
     }
@@ -673,7 +802,11 @@ impl Miner {
                     let tt = &self.templates[t as usize].tokens;
                     // Cheap checks first: the ends must agree unless a <*> is there.
                     let ends = |a: Option<&Tok>, b: Option<&Tok>| a == Some(&Tok::Var) || a == b;
-                    if ends(tt.first(), toks.first()) && ends(tt.last(), toks.last()) && tt.contains(&Tok::Var) && fits_with_spans(tt, toks) {
+                    if ends(tt.first(), toks.first())
+                        && ends(tt.last(), toks.last())
+                        && tt.contains(&Tok::Var)
+                        && fits_with_spans(tt, toks)
+                    {
                         return Some(t);
                     }
                 }
@@ -693,7 +826,16 @@ impl Miner {
         let id = crate::templates::template_id(&text);
         let t = self.templates.len() as u32;
         self.by_len.entry(tokens.len()).or_default().push(t);
-        self.templates.push(Template { tokens, count: 0, id, text, example, aliases, merged_into: None, last_seen: self.clock });
+        self.templates.push(Template {
+            tokens,
+            count: 0,
+            id,
+            text,
+            example,
+            aliases,
+            merged_into: None,
+            last_seen: self.clock,
+        });
         self.live += 1;
         t
     }
@@ -730,7 +872,11 @@ impl Miner {
             }
             let (word, cap) = match &self.templates[t as usize].tokens[p] {
                 Tok::Var => continue,
-                Tok::Lit(s) => (hash_bytes(0, s.as_bytes()), s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).starts_with(|c: char| c.is_ascii_uppercase())),
+                Tok::Lit(s) => (
+                    hash_bytes(0, s.as_bytes()),
+                    s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+                        .starts_with(|c: char| c.is_ascii_uppercase()),
+                ),
             };
             let key = Self::family_key(&self.templates[t as usize].tokens, p);
             let f = self.families.entry(key).or_insert_with(|| Family { capitalised: true, ..Family::default() });
@@ -759,7 +905,14 @@ impl Miner {
         let mut tokens = self.templates[first as usize].tokens.clone();
         // `user=root`, `user=guest`, … → `user=<*>`.
         let key = match &tokens[p] {
-            Tok::Lit(s) => s.find('=').map(|k| &s[..=k]).filter(|k| live.iter().all(|&m| matches!(&self.templates[m as usize].tokens[p], Tok::Lit(x) if x.starts_with(*k)))).map(|k| format!("{k}{VAR}")),
+            Tok::Lit(s) => s
+                .find('=')
+                .map(|k| &s[..=k])
+                .filter(|k| {
+                    live.iter()
+                        .all(|&m| matches!(&self.templates[m as usize].tokens[p], Tok::Lit(x) if x.starts_with(*k)))
+                })
+                .map(|k| format!("{k}{VAR}")),
             Tok::Var => None,
         };
         tokens[p] = match key {
@@ -767,7 +920,9 @@ impl Miner {
             None => Tok::Var,
         };
         // Fold into a neighbouring <*>.
-        if tokens[p] == Tok::Var && (p > 0 && tokens[p - 1] == Tok::Var) || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var) {
+        if tokens[p] == Tok::Var && (p > 0 && tokens[p - 1] == Tok::Var)
+            || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var)
+        {
             tokens.remove(p);
         }
         let mut aliases = Vec::new();
@@ -807,7 +962,13 @@ impl Miner {
 
     /// Forget the least recently seen tenth of the templates (their shapes too).
     fn evict(&mut self) {
-        let mut live: Vec<(u64, u32)> = self.templates.iter().enumerate().filter(|(_, t)| t.merged_into.is_none() && t.count > 0).map(|(i, t)| (t.last_seen, i as u32)).collect();
+        let mut live: Vec<(u64, u32)> = self
+            .templates
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.merged_into.is_none() && t.count > 0)
+            .map(|(i, t)| (t.last_seen, i as u32))
+            .collect();
         live.sort_unstable();
         let drop_n = (self.cfg.max_templates / 10).max(1);
         let gone: std::collections::HashSet<u32> = live.iter().take(drop_n).map(|&(_, t)| t).collect();
@@ -849,7 +1010,11 @@ impl Miner {
     /// Rebuild from saved templates (text, count, aliases); shapes are re-learned.
     pub fn restore(&mut self, saved: impl IntoIterator<Item = (String, u64, Vec<String>, String)>) {
         for (text, count, aliases, example) in saved {
-            let tokens: Vec<Tok> = text.split(' ').filter(|s| !s.is_empty()).map(|s| if s == VAR { Tok::Var } else { Tok::Lit(s.into()) }).collect();
+            let tokens: Vec<Tok> = text
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(|s| if s == VAR { Tok::Var } else { Tok::Lit(s.into()) })
+                .collect();
             if tokens.is_empty() || self.find_fit(&tokens).is_some() {
                 continue;
             }
@@ -870,7 +1035,9 @@ fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
         }
         let ok = match tt.get(i) {
             None => j == toks.len(),
-            Some(Tok::Var) => (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed)),
+            Some(Tok::Var) => {
+                (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed))
+            }
             Some(a) => toks.get(j).is_some_and(|b| a == b) && go(tt, toks, i + 1, j + 1, failed),
         };
         failed[slot] = !ok;
@@ -1019,19 +1186,38 @@ mod tests {
         let owned: Vec<String> = users.iter().map(|u| format!("Invalid user {u} from host")).collect();
         lines.extend(owned.iter().map(String::as_str));
         let (m, r) = mine_all(&lines);
-        assert_ne!(m.template_of_shape(r[0].shape), m.template_of_shape(r[1].shape), "opened/closed are different messages");
+        assert_ne!(
+            m.template_of_shape(r[0].shape),
+            m.template_of_shape(r[1].shape),
+            "opened/closed are different messages"
+        );
         let t = m.template_of_shape(r[2].shape);
         assert!(r[2..].iter().all(|x| m.template_of_shape(x.shape) == t), "user names merge");
         assert_eq!(m.template(t).text, "Invalid user <*> from host");
         assert_eq!(m.template(t).aliases.len(), 4, "the merged templates' ids are kept as aliases");
-        assert_eq!(m.resolve(&m.template(m.template_of_shape(r[2].shape)).aliases[0]).unwrap().text, "Invalid user <*> from host");
+        assert_eq!(
+            m.resolve(&m.template(m.template_of_shape(r[2].shape)).aliases[0]).unwrap().text,
+            "Invalid user <*> from host"
+        );
     }
 
     #[test]
     fn a_variable_spanning_more_tokens_does_not_split() {
-        let (m, r) = mine_all(&["took 5 ms total", "took 5 10 15 ms total", "user alice logged in", "user bob logged in", "user carol logged in", "user dave logged in", "user John Smith logged in"]);
+        let (m, r) = mine_all(&[
+            "took 5 ms total",
+            "took 5 10 15 ms total",
+            "user alice logged in",
+            "user bob logged in",
+            "user carol logged in",
+            "user dave logged in",
+            "user John Smith logged in",
+        ]);
         assert_eq!(m.template_of_shape(r[0].shape), m.template_of_shape(r[1].shape));
-        assert_eq!(m.template_of_shape(r[2].shape), m.template_of_shape(r[6].shape), "a two-word name fits the learned <*>");
+        assert_eq!(
+            m.template_of_shape(r[2].shape),
+            m.template_of_shape(r[6].shape),
+            "a two-word name fits the learned <*>"
+        );
         assert_eq!(text(&m, r[6]), "user <*> logged in");
     }
 
@@ -1039,7 +1225,8 @@ mod tests {
     fn matching_long_lines_against_many_variables_is_fast() {
         // 60 variables against 400 words that do not fit: exponential without memos.
         let tt: Vec<Tok> = (0..60).flat_map(|_| [Tok::Var, Tok::Lit("x".into())]).collect();
-        let words: Vec<&[u8]> = (0..400).map(|i| if i % 3 == 0 { &b"x"[..] } else { &b"y"[..] }).chain([&b"z"[..]]).collect();
+        let words: Vec<&[u8]> =
+            (0..400).map(|i| if i % 3 == 0 { &b"x"[..] } else { &b"y"[..] }).chain([&b"z"[..]]).collect();
         let started = std::time::Instant::now();
         let mut out = Vec::new();
         let mut failed = vec![false; (tt.len() + 1) * (words.len() + 1)];
@@ -1051,7 +1238,10 @@ mod tests {
 
     #[test]
     fn user_masks_make_variables() {
-        let mut m = Miner::new(MinerConfig { masks: vec![regex::Regex::new(r"\bcolor-[a-z]+").unwrap()], ..MinerConfig::default() });
+        let mut m = Miner::new(MinerConfig {
+            masks: vec![regex::Regex::new(r"\bcolor-[a-z]+").unwrap()],
+            ..MinerConfig::default()
+        });
         let a = m.mine(b"paint the wall color-red now");
         let b = m.mine(b"paint the wall color-blue now");
         assert_eq!(m.template_of_shape(a.shape), m.template_of_shape(b.shape));
@@ -1064,10 +1254,18 @@ mod tests {
         let t = m.template_of_shape(r[0].shape);
         assert_eq!(m.params(b"Payment failed for user 42: Card declined", t), ["42"]);
         let (m2, r2) = mine_all(&["Payment failed for user 7: Card declined"]);
-        assert_eq!(m.template(t).id, m2.template(m2.template_of_shape(r2[0].shape)).id, "same text, same id in any process");
+        assert_eq!(
+            m.template(t).id,
+            m2.template(m2.template_of_shape(r2[0].shape)).id,
+            "same text, same id in any process"
+        );
         let (mut m3, r3) = mine_all(&["copied 10.0.0.1:80 blk_-5 in 3 ms"]);
         let t3 = m3.template_of_shape(r3[0].shape);
-        assert_eq!(m3.params(b"copied 10.0.0.1:80 blk_-5 in 3 ms", t3), ["10.0.0.1:80", "-5", "3 ms"], "a unit goes with its number");
+        assert_eq!(
+            m3.params(b"copied 10.0.0.1:80 blk_-5 in 3 ms", t3),
+            ["10.0.0.1:80", "-5", "3 ms"],
+            "a unit goes with its number"
+        );
     }
 
     #[test]

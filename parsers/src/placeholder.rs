@@ -1,7 +1,7 @@
 //! `{name}` / `{name:type}` placeholders shared by format strings and templates.
 
-use smol_str::SmolStr;
 use sluice_event::{ByteStr, Value};
+use smol_str::SmolStr;
 
 /// How a captured value is checked and typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,9 @@ pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), String> {
         Some((n, t)) => (n.trim(), Some(t.trim())),
         None => (spec.trim(), None),
     };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '@' || c == '-') {
+    if name.is_empty()
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '@' || c == '-')
+    {
         return Err(format!("invalid placeholder name `{{{spec}}}` (letters, digits, `_`, `.`, `-`, `@`)"));
     }
     let kind = match ty {

@@ -13,8 +13,30 @@ use nom::{IResult, Parser};
 use sluice_event::{ByteStr, Fields, Value};
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "security",
-    "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 fn pri(s: &str) -> Option<(u8, usize)> {
@@ -177,7 +199,10 @@ mod tests {
 
     #[test]
     fn rfc3164_lines() {
-        let p = run("<86>Nov 21 01:16:20 auth-2 sshd[684]: Accepted publickey for fatima from 203.0.113.161 port 50015 ssh2").unwrap();
+        let p = run(
+            "<86>Nov 21 01:16:20 auth-2 sshd[684]: Accepted publickey for fatima from 203.0.113.161 port 50015 ssh2",
+        )
+        .unwrap();
         assert_eq!(p.timestamp.unwrap().to_rfc3339(), "2026-11-21T01:16:20Z");
         assert_eq!(p.level, Some(Level::Info));
         assert_eq!(p.fields.get("facility").unwrap().as_str(), Some("authpriv"));

@@ -14,8 +14,8 @@
 use crate::placeholder::{self, Kind};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use memchr::memmem;
-use smol_str::SmolStr;
 use sluice_event::{ByteStr, Fields};
+use smol_str::SmolStr;
 
 #[derive(Debug, Clone)]
 pub struct TemplateSpec {
@@ -82,7 +82,8 @@ impl TemplateSet {
             if s.event.trim().is_empty() {
                 return Err(format!("template {i}: `event` must not be empty"));
             }
-            let parts = placeholder::split_pattern(&s.pattern).map_err(|e| format!("template {i} (`{}`): {e}", s.event))?;
+            let parts =
+                placeholder::split_pattern(&s.pattern).map_err(|e| format!("template {i} (`{}`): {e}", s.event))?;
             if parts.is_empty() {
                 return Err(format!("template {i} (`{}`): the pattern is empty", s.event));
             }
@@ -271,7 +272,10 @@ mod tests {
 
     fn set(specs: &[(&str, &str)]) -> TemplateSet {
         TemplateSet::compile(
-            &specs.iter().map(|(e, p)| TemplateSpec { event: e.to_string(), pattern: p.to_string() }).collect::<Vec<_>>(),
+            &specs
+                .iter()
+                .map(|(e, p)| TemplateSpec { event: e.to_string(), pattern: p.to_string() })
+                .collect::<Vec<_>>(),
         )
         .unwrap()
     }
@@ -322,7 +326,10 @@ mod tests {
         for i in 0..500 {
             specs.push((format!("ev{i}"), format!("Operation op{i} finished with code {{code:int}} for {{who}}")));
         }
-        let ts = TemplateSet::compile(&specs.iter().map(|(e, p)| TemplateSpec { event: e.clone(), pattern: p.clone() }).collect::<Vec<_>>()).unwrap();
+        let ts = TemplateSet::compile(
+            &specs.iter().map(|(e, p)| TemplateSpec { event: e.clone(), pattern: p.clone() }).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let (e, f) = m(&ts, "Operation op377 finished with code 7 for alice").unwrap();
         assert_eq!(e, "ev377");
         assert_eq!(f.get("code"), Some(&Value::Int(7)));

@@ -14,7 +14,8 @@
 use sluice_event::time::days_from_civil;
 use sluice_event::Timestamp;
 
-const MONTHS: [&[u8; 3]; 12] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+const MONTHS: [&[u8; 3]; 12] =
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 #[inline]
 fn num(b: &[u8], i: usize, n: usize) -> Option<u32> {
@@ -33,7 +34,9 @@ fn month(b: &[u8], i: usize) -> Option<u32> {
     let m = b.get(i..i + 3)?;
     MONTHS
         .iter()
-        .position(|x| x[0] == m[0].to_ascii_uppercase() && x[1] == m[1].to_ascii_lowercase() && x[2] == m[2].to_ascii_lowercase())
+        .position(|x| {
+            x[0] == m[0].to_ascii_uppercase() && x[1] == m[1].to_ascii_lowercase() && x[2] == m[2].to_ascii_lowercase()
+        })
         .map(|p| p as u32 + 1)
 }
 
@@ -117,7 +120,11 @@ pub fn parse_prefix(s: &str, ctx: &Context) -> Option<(Timestamp, usize)> {
     let first = *b.first()?;
     if first.is_ascii_digit() {
         // YYYY-MM-DD… or YYYY/MM/DD…
-        if b.len() >= 19 && (b[4] == b'-' || b[4] == b'/') && b[7] == b[4] && (b[10] == b'T' || b[10] == b' ' || b[10] == b't') {
+        if b.len() >= 19
+            && (b[4] == b'-' || b[4] == b'/')
+            && b[7] == b[4]
+            && (b[10] == b'T' || b[10] == b' ' || b[10] == b't')
+        {
             let y = num(b, 0, 4)? as i64;
             let mo = num(b, 5, 2)?;
             let d = num(b, 8, 2)?;

@@ -39,7 +39,11 @@ async fn auth(State(st): State<ApiState>, req: Request, next: Next) -> Response 
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| constant_time_eq(given.as_bytes(), tok.as_bytes()));
         if !ok {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n")
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token\n",
+            )
                 .into_response();
         }
     }
@@ -81,16 +85,15 @@ async fn sampling_get() -> Response {
     Json(serde_json::json!({ "stages": crate::sampling::states() })).into_response()
 }
 
-async fn sampling_put(
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    body: axum::body::Bytes,
-) -> Response {
+async fn sampling_put(ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, body: axum::body::Bytes) -> Response {
     let change: crate::sampling::Change = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid request body: {e}\n")).into_response(),
     };
     match crate::sampling::apply(&change, &peer.to_string()) {
         Ok(states) => Json(serde_json::json!({ "stages": states })).into_response(),
-        Err((code, msg)) => (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), format!("{msg}\n")).into_response(),
+        Err((code, msg)) => {
+            (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), format!("{msg}\n")).into_response()
+        }
     }
 }

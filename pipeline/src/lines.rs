@@ -205,7 +205,10 @@ mod tests {
         assert_eq!(consumed, 111);
         let (got, _) = run(1024, &[b"p", b"q\nx\ny\n\nz\nw"], false);
         let lines: Vec<_> = got.iter().map(|g| (String::from_utf8(g.0.clone()).unwrap(), g.1)).collect();
-        assert_eq!(lines, vec![("pq".into(), 100), ("x".into(), 103), ("y".into(), 105), ("".into(), 107), ("z".into(), 108)]);
+        assert_eq!(
+            lines,
+            vec![("pq".into(), 100), ("x".into(), 103), ("y".into(), 105), ("".into(), 107), ("z".into(), 108)]
+        );
         let (got, consumed) = run(1024, &[b"x\nhalf"], true);
         assert_eq!(got[1].0, b"half");
         assert_eq!(consumed, 106);

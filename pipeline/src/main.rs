@@ -128,7 +128,9 @@ fn sampling_cli(action: SamplingAction, api: &str, token: Option<String>) -> Exi
         SamplingAction::Off { for_, reason, stage } => client
             .put(&url)
             .json(&serde_json::json!({ "enabled": false, "for": for_, "reason": reason, "stage": stage, "by": who })),
-        SamplingAction::On { stage } => client.put(&url).json(&serde_json::json!({ "enabled": true, "stage": stage, "by": who })),
+        SamplingAction::On { stage } => {
+            client.put(&url).json(&serde_json::json!({ "enabled": true, "stage": stage, "by": who }))
+        }
     };
     let req = match token.filter(|t| !t.is_empty()) {
         Some(t) => req.bearer_auth(t),
@@ -162,7 +164,11 @@ fn sampling_cli(action: SamplingAction, api: &str, token: Option<String>) -> Exi
             println!("{name}: sampling on");
         } else {
             let until = s["bypass_until"].as_str().unwrap_or("further notice");
-            println!("{name}: sampling OFF until {until} (reason: {}; by {})", s["reason"].as_str().unwrap_or(""), s["by"].as_str().unwrap_or(""));
+            println!(
+                "{name}: sampling OFF until {until} (reason: {}; by {})",
+                s["reason"].as_str().unwrap_or(""),
+                s["by"].as_str().unwrap_or("")
+            );
         }
     }
     ExitCode::SUCCESS
@@ -238,8 +244,29 @@ fn main() -> ExitCode {
         }
         Command::Sampling { action, api, token } => sampling_cli(action, &api, token),
         Command::Templates {
-            action: TemplatesAction::Mine { format, timestamp_format, toml, per_line, min_distinct, max_templates, masks, top, files },
-        } => mine::run(mine::Options { format, timestamp_format, toml, per_line, min_distinct, max_templates, masks, top, files }),
+            action:
+                TemplatesAction::Mine {
+                    format,
+                    timestamp_format,
+                    toml,
+                    per_line,
+                    min_distinct,
+                    max_templates,
+                    masks,
+                    top,
+                    files,
+                },
+        } => mine::run(mine::Options {
+            format,
+            timestamp_format,
+            toml,
+            per_line,
+            min_distinct,
+            max_templates,
+            masks,
+            top,
+            files,
+        }),
         Command::Run { config, no_sampling } => {
             init_logging();
             let cfg = match load(config.as_deref()) {
@@ -252,7 +279,9 @@ fn main() -> ExitCode {
             for c in cfg.components.iter().filter(|c| c.type_name == "metrics") {
                 if let Ok(m) = cfg.decode::<sluice_transforms::metrics::MetricsConfig>(c) {
                     for (name, buckets) in m.histogram_buckets() {
-                        builder = match builder.set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(name.clone()), &buckets) {
+                        builder = match builder
+                            .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(name.clone()), &buckets)
+                        {
                             Ok(b) => b,
                             Err(e) => {
                                 eprintln!("{}: histogram `{name}`: {e}", cfg.file());
@@ -299,11 +328,8 @@ fn run(
     built: Vec<(sluice_config::Component, registry::Built)>,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("sluice-rt")
-        .build()?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("sluice-rt").build()?;
     rt.block_on(async move {
         // Bind the API first so a taken port is reported before anything is read.
         let listener = if cfg.api.enabled {

@@ -21,7 +21,12 @@ pub struct Options {
 }
 
 pub fn run(o: Options) -> ExitCode {
-    let masks = match o.masks.iter().map(|m| regex::Regex::new(m).map_err(|e| format!("--mask {m:?}: {e}"))).collect::<Result<Vec<_>, _>>() {
+    let masks = match o
+        .masks
+        .iter()
+        .map(|m| regex::Regex::new(m).map_err(|e| format!("--mask {m:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(m) => m,
         Err(e) => {
             eprintln!("sluice templates mine: {e}");
@@ -36,7 +41,12 @@ pub fn run(o: Options) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut miner = Miner::new(MinerConfig { max_templates: o.max_templates, min_distinct: o.min_distinct, masks, ..MinerConfig::default() });
+    let mut miner = Miner::new(MinerConfig {
+        max_templates: o.max_templates,
+        min_distinct: o.min_distinct,
+        masks,
+        ..MinerConfig::default()
+    });
     let started = Instant::now();
     // A progress line on stderr, at most four times a second, when it is a terminal.
     let progress = std::io::stderr().is_terminal();
@@ -48,7 +58,8 @@ pub fn run(o: Options) -> ExitCode {
     let mut bytes_total = 0u64;
     let ctx = Context::default();
     let mut parsed = Parsed::default();
-    let inputs: Vec<Option<PathBuf>> = if o.files.is_empty() { vec![None] } else { o.files.iter().cloned().map(Some).collect() };
+    let inputs: Vec<Option<PathBuf>> =
+        if o.files.is_empty() { vec![None] } else { o.files.iter().cloned().map(Some).collect() };
     for input in inputs {
         let name = input.as_ref().map_or("<stdin>".into(), |p| p.display().to_string());
         let mut reader: Box<dyn Read> = match &input {
@@ -99,7 +110,9 @@ pub fn run(o: Options) -> ExitCode {
                     None => miner.mine(&line),
                     Some(f) => {
                         parsed.clear();
-                        let msg = ByteStr::from_utf8(line.clone()).ok().and_then(|s| f.parse(&s, &ctx, &mut parsed).ok().and(parsed.message.take()));
+                        let msg = ByteStr::from_utf8(line.clone())
+                            .ok()
+                            .and_then(|s| f.parse(&s, &ctx, &mut parsed).ok().and(parsed.message.take()));
                         match msg {
                             Some(m) => miner.mine(m.as_bytes()),
                             None => {
@@ -115,7 +128,12 @@ pub fn run(o: Options) -> ExitCode {
                 if progress && lines.is_multiple_of(1 << 16) && last_progress.elapsed().as_millis() >= 250 {
                     last_progress = Instant::now();
                     shown_progress = true;
-                    eprint!("\r{lines} lines, {} MB, {} templates, {:.0} s ", bytes_total / 1_000_000, miner.templates().len(), started.elapsed().as_secs_f64());
+                    eprint!(
+                        "\r{lines} lines, {} MB, {} templates, {:.0} s ",
+                        bytes_total / 1_000_000,
+                        miner.templates().len(),
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             }
             if got == 0 {
@@ -141,7 +159,8 @@ pub fn run(o: Options) -> ExitCode {
                 }
                 let j = cache[t].get_or_insert_with(|| {
                     let tpl = miner.template(t as u32);
-                    let mut v = serde_json::to_vec(&serde_json::json!({ "template_id": tpl.id, "template": tpl.text })).unwrap();
+                    let mut v = serde_json::to_vec(&serde_json::json!({ "template_id": tpl.id, "template": tpl.text }))
+                        .unwrap();
                     v.push(b'\n');
                     v
                 });
@@ -176,7 +195,11 @@ pub fn run(o: Options) -> ExitCode {
         miner.shape_count(),
         secs,
         lines as f64 / secs.max(1e-9) / 1e6,
-        if header_misses > 0 { format!("; {header_misses} lines did not fit --format and were mined whole") } else { String::new() }
+        if header_misses > 0 {
+            format!("; {header_misses} lines did not fit --format and were mined whole")
+        } else {
+            String::new()
+        }
     );
     ExitCode::SUCCESS
 }
@@ -209,7 +232,10 @@ pub fn event_name(t: &Template) -> String {
     }
 }
 
-const STOPWORDS: [&str; 22] = ["a", "an", "the", "for", "from", "to", "of", "in", "on", "at", "by", "with", "after", "before", "is", "was", "are", "and", "or", "as", "into", "via"];
+const STOPWORDS: [&str; 22] = [
+    "a", "an", "the", "for", "from", "to", "of", "in", "on", "at", "by", "with", "after", "before", "is", "was", "are",
+    "and", "or", "as", "into", "via",
+];
 
 /// A placeholder name from the word before it, unless that is a stop word.
 fn hint_of(prev: &Option<String>) -> Option<String> {
@@ -221,7 +247,9 @@ fn hint_of(prev: &Option<String>) -> Option<String> {
 pub fn pattern(t: &Template) -> String {
     let mut out = String::new();
     let mut used: Vec<String> = Vec::new();
-    let name_for = |hint: Option<String>, used: &mut Vec<String>| unique(hint.filter(|h| !h.is_empty()).unwrap_or_else(|| "value".into()), used);
+    let name_for = |hint: Option<String>, used: &mut Vec<String>| {
+        unique(hint.filter(|h| !h.is_empty()).unwrap_or_else(|| "value".into()), used)
+    };
     let mut prev_word: Option<String> = None;
     for (i, tok) in t.tokens.iter().enumerate() {
         if i > 0 {
@@ -241,8 +269,18 @@ pub fn pattern(t: &Template) -> String {
                     if j + 1 < parts.len() {
                         // key=<*> → key; else the word before (`payment pay_<*>` →
                         // payment); else the token's own prefix (`blk_<*>` → blk).
-                        let tail: String = part.chars().rev().skip_while(|c| !c.is_ascii_alphabetic()).take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
-                        let hint = if part.ends_with('=') { word_name(&tail) } else { None }.or_else(|| hint_of(&prev_word)).or_else(|| word_name(&tail));
+                        let tail: String = part
+                            .chars()
+                            .rev()
+                            .skip_while(|c| !c.is_ascii_alphabetic())
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect();
+                        let hint = if part.ends_with('=') { word_name(&tail) } else { None }
+                            .or_else(|| hint_of(&prev_word))
+                            .or_else(|| word_name(&tail));
                         let n = name_for(hint, &mut used);
                         out.push('{');
                         out.push_str(&n);

@@ -44,10 +44,13 @@ impl MultilineConfig {
     pub fn compile(&self) -> Result<(Rule, Duration), String> {
         let rule = match (self.mode.as_deref(), &self.start_pattern) {
             (Some("java"), None) => Rule::Java(
-                Regex::new(r"^(?:[a-zA-Z_$][\w$]*\.)+[a-zA-Z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)").expect("static regex"),
+                Regex::new(r"^(?:[a-zA-Z_$][\w$]*\.)+[a-zA-Z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)")
+                    .expect("static regex"),
             ),
             (None, Some(p)) => Rule::Start(Regex::new(p).map_err(|e| format!("invalid `start_pattern`: {e}"))?),
-            (Some(m), None) => return Err(format!("unknown multiline mode `{m}`, expected `java` (or give `start_pattern`)")),
+            (Some(m), None) => {
+                return Err(format!("unknown multiline mode `{m}`, expected `java` (or give `start_pattern`)"))
+            }
             (Some(_), Some(_)) => return Err("give either `mode` or `start_pattern`, not both".into()),
             (None, None) => return Err("give `mode = \"java\"` or a `start_pattern`".into()),
         };
@@ -149,7 +152,12 @@ mod tests {
         let mut off = 0u64;
         text.split('\n')
             .map(|l| {
-                let line = Line { bytes: Bytes::copy_from_slice(l.as_bytes()), offset: off, end: off + l.len() as u64 + 1, marks: Marks::default() };
+                let line = Line {
+                    bytes: Bytes::copy_from_slice(l.as_bytes()),
+                    offset: off,
+                    end: off + l.len() as u64 + 1,
+                    marks: Marks::default(),
+                };
                 off += l.len() as u64 + 1;
                 line
             })
@@ -182,10 +190,14 @@ mod tests {
 
     #[test]
     fn start_pattern_and_timeout() {
-        let got = fold(MultilineConfig { mode: None, start_pattern: Some(r"^\d{4}-".into()), timeout_ms: 1000 }, "2026-a\ncont\n2026-b\n2026-c\nx\ny");
+        let got = fold(
+            MultilineConfig { mode: None, start_pattern: Some(r"^\d{4}-".into()), timeout_ms: 1000 },
+            "2026-a\ncont\n2026-b\n2026-c\nx\ny",
+        );
         let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(texts, vec!["2026-a\ncont", "2026-b", "2026-c\nx\ny"]);
-        let (rule, _) = MultilineConfig { mode: Some("java".into()), start_pattern: None, timeout_ms: 1 }.compile().unwrap();
+        let (rule, _) =
+            MultilineConfig { mode: Some("java".into()), start_pattern: None, timeout_ms: 1 }.compile().unwrap();
         let mut a = Aggregator::new(rule, Duration::from_millis(1), 1 << 20);
         let mut n = 0;
         a.push(lines("only")[0].clone_for_test(), &mut |_| n += 1);

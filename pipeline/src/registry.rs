@@ -11,10 +11,8 @@ type SourceBuilder = fn(&Config, &Component) -> Result<Box<dyn Source>, Diagnost
 type TransformBuilder = fn(&Config, &Component) -> Result<Box<dyn Transform>, Diagnostic>;
 type SinkBuilder = fn(&Config, &Component) -> Result<Box<dyn Sink>, Diagnostic>;
 
-pub const SOURCES: &[(&str, SourceBuilder)] = &[
-    ("file", source::<sources::file::FileSourceConfig>),
-    ("stdin", source::<sources::stdin::StdinSourceConfig>),
-];
+pub const SOURCES: &[(&str, SourceBuilder)] =
+    &[("file", source::<sources::file::FileSourceConfig>), ("stdin", source::<sources::stdin::StdinSourceConfig>)];
 
 pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
     ("parse", transform::<sluice_transforms::parse::ParseConfig>),
@@ -42,9 +40,13 @@ fn source<T: DeserializeOwned + SourceConfig>(cfg: &Config, c: &Component) -> Re
     t.build().map_err(|e| located(cfg, c, e))
 }
 
-fn transform<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Transform>, Diagnostic> {
+fn transform<T: DeserializeOwned + TransformConfig>(
+    cfg: &Config,
+    c: &Component,
+) -> Result<Box<dyn Transform>, Diagnostic> {
     let t: T = cfg.decode(c)?;
-    t.build(&sluice_transforms::TransformContext { name: c.name.clone(), data_dir: Some(cfg.data_dir.clone()) }).map_err(|e| located(cfg, c, e))
+    t.build(&sluice_transforms::TransformContext { name: c.name.clone(), data_dir: Some(cfg.data_dir.clone()) })
+        .map_err(|e| located(cfg, c, e))
 }
 
 fn sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {

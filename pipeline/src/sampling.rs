@@ -97,7 +97,13 @@ pub fn apply(change: &Change, peer: &str) -> Result<Vec<ControlState>, (u16, Str
         Some(s) => match ctl.get(s) {
             Some(c) => vec![c.clone()],
             None => {
-                return Err((404, format!("no sample stage named `{s}`; stages: {}", ctl.keys().cloned().collect::<Vec<_>>().join(", "))))
+                return Err((
+                    404,
+                    format!(
+                        "no sample stage named `{s}`; stages: {}",
+                        ctl.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
             }
         },
         None => ctl.values().cloned().collect(),
@@ -108,8 +114,15 @@ pub fn apply(change: &Change, peer: &str) -> Result<Vec<ControlState>, (u16, Str
             c.resume(&by, change.reason.as_deref().unwrap_or("turned on through the API"));
         }
     } else {
-        let reason = change.reason.as_deref().filter(|r| !r.trim().is_empty()).ok_or((400, "`reason` is required to turn sampling off (it goes into the audit log)".to_string()))?;
-        let dur = change.for_.as_deref().ok_or((400, "`for` is required to turn sampling off, e.g. \"for\": \"30m\"".to_string()))?;
+        let reason = change
+            .reason
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .ok_or((400, "`reason` is required to turn sampling off (it goes into the audit log)".to_string()))?;
+        let dur = change
+            .for_
+            .as_deref()
+            .ok_or((400, "`for` is required to turn sampling off, e.g. \"for\": \"30m\"".to_string()))?;
         let d = sluice_config::units::parse_duration(dur).map_err(|e| (400, e))?;
         let until = Timestamp(Timestamp::now().0 + d.as_nanos() as i64);
         for c in &targets {

@@ -97,7 +97,10 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
     let abort = Arc::new(AtomicBool::new(false));
     let checkpoint_done = Arc::new(AtomicBool::new(false));
     let aux: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-    let limits = BatchLimits { max_events: cfg.pipeline.batch_max_events.max(1), max_bytes: cfg.pipeline.batch_max_bytes.max(4096) };
+    let limits = BatchLimits {
+        max_events: cfg.pipeline.batch_max_events.max(1),
+        max_bytes: cfg.pipeline.batch_max_bytes.max(4096),
+    };
 
     // One input channel per consumer.
     let mut senders: HashMap<String, mpsc::Sender<Batch>> = HashMap::new();
@@ -114,10 +117,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
     let mut edges: HashMap<(String, Option<String>), Vec<mpsc::Sender<Batch>>> = HashMap::new();
     for (c, _) in &built {
         for input in &c.inputs {
-            edges
-                .entry((input.component.clone(), input.output.clone()))
-                .or_default()
-                .push(senders[&c.name].clone());
+            edges.entry((input.component.clone(), input.output.clone())).or_default().push(senders[&c.name].clone());
         }
     }
     drop(senders);
@@ -375,7 +375,12 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &Comp
 
 /// Run `op` until it succeeds, backing off from 100 ms to 5 s. Returns false only if
 /// the pipeline is aborting.
-fn retry(stats: &ComponentStats, abort: &AtomicBool, what: &str, mut op: impl FnMut() -> Result<(), sluice_sinks::SinkError>) -> bool {
+fn retry(
+    stats: &ComponentStats,
+    abort: &AtomicBool,
+    what: &str,
+    mut op: impl FnMut() -> Result<(), sluice_sinks::SinkError>,
+) -> bool {
     let mut delay = Duration::from_millis(100);
     let mut last_log: Option<Instant> = None;
     loop {

@@ -53,5 +53,4 @@ pub struct SinkContext {
     pub name: String,
 }
 
-
 pub use sluice_config::OptionError;

@@ -22,13 +22,23 @@ fn admin_api_health_metrics_status_and_token() {
     assert_eq!(http_get(port, "/metrics", Some("nope")).unwrap().0, 401);
 
     assert!(wait_until(Duration::from_secs(10), || {
-        http_get(port, "/metrics", tok).is_some_and(|(_, b)| b.contains("sluice_events_out_total{component=\"out\",component_kind=\"sink\",component_type=\"blackhole\"} 3"))
+        http_get(port, "/metrics", tok).is_some_and(|(_, b)| {
+            b.contains(
+                "sluice_events_out_total{component=\"out\",component_kind=\"sink\",component_type=\"blackhole\"} 3",
+            )
+        })
     }));
     let (_, metrics) = http_get(port, "/metrics", tok).unwrap();
-    for name in ["sluice_events_in_total", "sluice_events_out_total", "sluice_bytes_in_total", "sluice_file_unread_bytes"] {
+    for name in
+        ["sluice_events_in_total", "sluice_events_out_total", "sluice_bytes_in_total", "sluice_file_unread_bytes"]
+    {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
-    assert!(metrics.contains("sluice_bytes_in_total{component=\"app\",component_kind=\"source\",component_type=\"file\"} 11"), "{metrics}");
+    assert!(
+        metrics
+            .contains("sluice_bytes_in_total{component=\"app\",component_kind=\"source\",component_type=\"file\"} 11"),
+        "{metrics}"
+    );
 
     let (code, body) = http_get(port, "/api/v1/status", tok).unwrap();
     assert_eq!(code, 200);
@@ -73,7 +83,8 @@ fn embedded_quickstart_writes_structured_events_and_serves_metrics() {
     let mut lines = 0;
     for e in std::fs::read_dir(repo_dir().join("examples/quickstart/logs")).unwrap().flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap();
-        lines += text.lines().filter(|l| !l.starts_with('\t') && !l.starts_with("java.") && !l.starts_with("org.")).count();
+        lines +=
+            text.lines().filter(|l| !l.starts_with('\t') && !l.starts_with("java.") && !l.starts_with("org.")).count();
         std::fs::write(logs.join(e.file_name()), text).unwrap();
     }
     let port = free_port();
@@ -86,7 +97,11 @@ fn embedded_quickstart_writes_structured_events_and_serves_metrics() {
         .spawn()
         .unwrap();
     let out = dir.path().join("out");
-    assert!(wait_until(Duration::from_secs(20), || read_events(&out).len() >= lines), "{} of {lines} events", read_events(&out).len());
+    assert!(
+        wait_until(Duration::from_secs(20), || read_events(&out).len() >= lines),
+        "{} of {lines} events",
+        read_events(&out).len()
+    );
     let events = read_events(&out);
     assert!(events.iter().all(|e| e.get("parse_error").is_none()), "every bundled line parses");
     let with_event = events.iter().filter(|e| e.get("event").is_some()).count();
@@ -98,9 +113,16 @@ fn embedded_quickstart_writes_structured_events_and_serves_metrics() {
     assert_eq!(code, 200);
     assert!(metrics.contains("sluice_events_out_total{component=\"events\""), "{metrics}");
     // Log-derived metrics: one log_events_total per record, labelled by service.
-    let records: f64 = metrics.lines().filter(|l| l.starts_with("log_events_total{")).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+    let records: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("log_events_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
     assert_eq!(records as usize, lines, "{metrics}");
-    assert!(metrics.contains("log_events_total{source=\"payments\",event=\"payment_started\",level=\"info\"}"), "{metrics}");
+    assert!(
+        metrics.contains("log_events_total{source=\"payments\",event=\"payment_started\",level=\"info\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"30\"}"), "{metrics}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -6,7 +6,8 @@ fn validate(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");
     std::fs::write(&p, text).unwrap();
-    let out = sluice().args(["validate", "--config", p.to_str().unwrap()]).env_remove("SLUICE_TEST_UNSET").output().unwrap();
+    let out =
+        sluice().args(["validate", "--config", p.to_str().unwrap()]).env_remove("SLUICE_TEST_UNSET").output().unwrap();
     let path = p.to_str().unwrap();
     (
         out.status.code().unwrap(),
@@ -30,8 +31,14 @@ fn unknown_key_names_key_line_and_expected() {
         &format!("[sources.app]\ntype = \"file\"\ninclude = [\"/tmp/x/*.log\"]\nread_form = \"end\"\n{SINK}"),
         "CFG:4:1: `sources.app.read_form`: unknown key `read_form`, expected one of `include`, `exclude`, `read_from`",
     );
-    expect_error(&format!("dta_dir = \"/x\"\n{SRC}{SINK}"), "CFG:1:1: unknown key `dta_dir`, expected one of `data_dir`, `api`");
-    expect_error(&format!("{SRC}{SINK}[api]\nadress = \"0.0.0.0:1\"\n"), "CFG:8:1: `api.adress`: unknown key `adress`, expected one of `address`, `enabled`, `token`");
+    expect_error(
+        &format!("dta_dir = \"/x\"\n{SRC}{SINK}"),
+        "CFG:1:1: unknown key `dta_dir`, expected one of `data_dir`, `api`",
+    );
+    expect_error(
+        &format!("{SRC}{SINK}[api]\nadress = \"0.0.0.0:1\"\n"),
+        "CFG:8:1: `api.adress`: unknown key `adress`, expected one of `address`, `enabled`, `token`",
+    );
 }
 
 #[test]
@@ -60,7 +67,10 @@ fn wrong_value_types_point_at_value() {
         &format!("{SRC}read_from = \"middle\"\n{SINK}"),
         "CFG:4:13: `sources.app.read_from`: unknown variant `middle`, expected `beginning` or `end`",
     );
-    expect_error(&format!("{SRC}{SINK}[pipeline]\nbuffer_batches = -1\n"), "CFG:8:18: `pipeline.buffer_batches`: invalid value: integer `-1`, expected usize");
+    expect_error(
+        &format!("{SRC}{SINK}[pipeline]\nbuffer_batches = -1\n"),
+        "CFG:8:18: `pipeline.buffer_batches`: invalid value: integer `-1`, expected usize",
+    );
 }
 
 #[test]
@@ -75,7 +85,10 @@ fn graph_errors() {
     );
     expect_error(&format!("{SRC}[sinks.out]\ntype = \"console\"\n"), "CFG:4:8: `sinks.out`: missing key `inputs`");
     expect_error(&format!("{SRC}[sources.app2]\ninclude = []\n{SINK}"), "CFG:4:10: `sources.app2`: missing key `type`");
-    expect_error(&format!("{SRC}[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\n"), "CFG:4:8: `sinks.out`: missing key `path`");
+    expect_error(
+        &format!("{SRC}[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\n"),
+        "CFG:4:8: `sinks.out`: missing key `path`",
+    );
 }
 
 #[test]
@@ -93,10 +106,15 @@ fn option_checks_and_env() {
 
 #[test]
 fn valid_config_prints_one_line_summary() {
-    let (code, out, err) = validate(&format!("{SRC}{SINK}[sinks.f]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"/tmp/${{SLUICE_TEST_UNSET:-x}}.ndjson\"\n"));
+    let (code, out, err) = validate(&format!(
+        "{SRC}{SINK}[sinks.f]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"/tmp/${{SLUICE_TEST_UNSET:-x}}.ndjson\"\n"
+    ));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1);
-    assert_eq!(out.trim(), "CFG: ok: 1 sources: [app (file)]; 0 transforms: []; 2 sinks: [out (console) <- app, f (file) <- app]");
+    assert_eq!(
+        out.trim(),
+        "CFG: ok: 1 sources: [app (file)]; 0 transforms: []; 2 sinks: [out (console) <- app, f (file) <- app]"
+    );
 }
 
 #[test]

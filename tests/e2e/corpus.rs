@@ -20,7 +20,13 @@ fn line_offsets(path: &Path) -> Vec<u64> {
 }
 
 /// Generate the shared corpus with truth files under `dir`; returns (corpus, truth).
-fn gen_corpus(shared: &Path, dir: &Path, seed: &str, requests: &str, incident: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+fn gen_corpus(
+    shared: &Path,
+    dir: &Path,
+    seed: &str,
+    requests: &str,
+    incident: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (corpus, truth) = (dir.join("corpus"), dir.join("truth"));
     let st = std::process::Command::new("python3")
         .arg(shared.join("corpus/gen_legacy_logs.py"))
@@ -61,7 +67,9 @@ pub fn run_corpus_config_with(
     };
     let dir = tempfile::tempdir().unwrap();
     let (corpus, _truth) = gen_corpus(&shared, dir.path(), "11", requests, incident);
-    let cfg = std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml")).unwrap().replace("stop_at_eof = false", "stop_at_eof = true");
+    let cfg = std::fs::read_to_string(repo_dir().join("examples/corpus/sluice.toml"))
+        .unwrap()
+        .replace("stop_at_eof = false", "stop_at_eof = true");
     let cfg = edit(without_example_sampling(cfg));
     let out = dir.path().join("out");
     let env = [
@@ -108,7 +116,8 @@ fn corpus_parses_every_record_of_all_seven_services() {
     let mut total = 0;
     for svc in SERVICES {
         let offsets = line_offsets(&dir.path().join(format!("corpus/{svc}.log")));
-        let by_offset: HashMap<u64, &serde_json::Value> = events[svc].iter().map(|e| (e["offset"].as_u64().unwrap(), e)).collect();
+        let by_offset: HashMap<u64, &serde_json::Value> =
+            events[svc].iter().map(|e| (e["offset"].as_u64().unwrap(), e)).collect();
         let truth = std::fs::read_to_string(dir.path().join(format!("truth/{svc}.ndjson"))).unwrap();
         let records: Vec<serde_json::Value> = truth.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(events[svc].len(), records.len(), "{svc}: one event per record (multi-line records folded)");
@@ -137,7 +146,12 @@ fn corpus_parses_every_record_of_all_seven_services() {
         }
         eprintln!("{svc}: {} records checked", records.len());
     }
-    assert!(failures.is_empty(), "{} of {total} records wrong; first: {:#?}", failures.len(), &failures[..failures.len().min(15)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {total} records wrong; first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(15)]
+    );
     eprintln!("corpus: all {total} records have the truth's event, fields and level");
 }
 
@@ -146,7 +160,9 @@ fn corpus_parses_every_record_of_all_seven_services() {
 /// ids, timestamps, durations, ports and other non-PII fields left intact).
 #[test]
 fn corpus_pii_recall_and_false_positives() {
-    let Some((dir, events, _)) = run_corpus_config_with("4000", "0.5,0.2", |cfg| with_stage(cfg, "pii", "type = \"mask\"\nskip_fields = []")) else {
+    let Some((dir, events, _)) =
+        run_corpus_config_with("4000", "0.5,0.2", |cfg| with_stage(cfg, "pii", "type = \"mask\"\nskip_fields = []"))
+    else {
         return;
     };
     let mut per_type: HashMap<String, (usize, usize)> = HashMap::new();
@@ -154,7 +170,8 @@ fn corpus_pii_recall_and_false_positives() {
     let mut total = 0usize;
     for svc in SERVICES {
         let offsets = line_offsets(&dir.path().join(format!("corpus/{svc}.log")));
-        let by_offset: HashMap<u64, &serde_json::Value> = events[svc].iter().map(|e| (e["offset"].as_u64().unwrap(), e)).collect();
+        let by_offset: HashMap<u64, &serde_json::Value> =
+            events[svc].iter().map(|e| (e["offset"].as_u64().unwrap(), e)).collect();
         let truth = std::fs::read_to_string(dir.path().join(format!("truth/{svc}.ndjson"))).unwrap();
         for l in truth.lines() {
             let r: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -196,7 +213,23 @@ fn corpus_pii_recall_and_false_positives() {
                     bad.push(format!("trace_id {t} -> {}", e["trace_id"]));
                 }
             }
-            if pii.is_empty() && ["[EMAIL]", "[CREDIT_CARD]", "[IPV4]", "[IPV6]", "[PHONE]", "[US_SSN]", "[IBAN]", "[JWT]", "[BEARER]", "[AWS_KEY]", "[SECRET]"].iter().any(|m| out.contains(m)) {
+            if pii.is_empty()
+                && [
+                    "[EMAIL]",
+                    "[CREDIT_CARD]",
+                    "[IPV4]",
+                    "[IPV6]",
+                    "[PHONE]",
+                    "[US_SSN]",
+                    "[IBAN]",
+                    "[JWT]",
+                    "[BEARER]",
+                    "[AWS_KEY]",
+                    "[SECRET]",
+                ]
+                .iter()
+                .any(|m| out.contains(m))
+            {
                 bad.push(format!("masked something in a record without PII: {}", e["message"]));
             }
             if !bad.is_empty() {
@@ -214,7 +247,12 @@ fn corpus_pii_recall_and_false_positives() {
         assert!(*masked as f64 >= 0.999 * *n as f64, "recall for {t}: {masked}/{n}");
     }
     assert!(per_type.len() >= 7, "the corpus emits 7 PII types: {report:?}");
-    assert!(fp_records.len() as f64 <= 0.001 * total as f64, "{} false-positive records of {total}: {:#?}", fp_records.len(), &fp_records[..fp_records.len().min(10)]);
+    assert!(
+        fp_records.len() as f64 <= 0.001 * total as f64,
+        "{} false-positive records of {total}: {:#?}",
+        fp_records.len(),
+        &fp_records[..fp_records.len().min(10)]
+    );
 }
 
 /// Tail sampling on the corpus with an incident: every line of every trace that contains
@@ -270,9 +308,18 @@ fn corpus_tail_sampling_keeps_every_error_trace() {
             other.1 += is_kept as usize;
         }
     }
-    assert!(missing.is_empty(), "{} of {checked} lines of error traces dropped: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {checked} lines of error traces dropped: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let ratio = other.1 as f64 / other.0 as f64;
-    eprintln!("tail sampling: {} error traces, all {checked} of their lines kept; other info lines kept {:.3}", error_traces.len(), ratio);
+    eprintln!(
+        "tail sampling: {} error traces, all {checked} of their lines kept; other info lines kept {:.3}",
+        error_traces.len(),
+        ratio
+    );
     assert!((0.05..0.16).contains(&ratio), "other traces sampled about 1 in 10: {ratio}");
 }
 
@@ -289,13 +336,23 @@ fn corpus_auto_bypass_turns_on_inside_the_incident() {
     };
     // The incident window in event time: the bank gateway answers 504 only then.
     let text = std::fs::read_to_string(dir.path().join("corpus/gateway.log")).unwrap();
-    let times: Vec<String> = text.lines().filter(|l| l.contains("returned 504")).map(|l| l[..19].replace('/', "-").replace(' ', "T")).collect();
+    let times: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("returned 504"))
+        .map(|l| l[..19].replace('/', "-").replace(' ', "T"))
+        .collect();
     let (first, last) = (times.first().unwrap().clone(), times.last().unwrap().clone());
-    let audit = stderr.lines().find(|l| l.contains("sampling bypass ON")).unwrap_or_else(|| panic!("auto bypass never turned on: {stderr}"));
+    let audit = stderr
+        .lines()
+        .find(|l| l.contains("sampling bypass ON"))
+        .unwrap_or_else(|| panic!("auto bypass never turned on: {stderr}"));
     assert!(audit.contains("\"by\":\"auto_bypass\""), "{audit}");
     let at = audit.split("ending at ").nth(1).unwrap()[..19].to_string();
     eprintln!("incident {first} .. {last}; auto bypass at {at}");
-    assert!(at.as_str() >= first.as_str() && at.as_str() <= last.as_str(), "auto bypass at {at}, incident {first} .. {last}");
+    assert!(
+        at.as_str() >= first.as_str() && at.as_str() <= last.as_str(),
+        "auto bypass at {at}, incident {first} .. {last}"
+    );
 }
 
 /// Log-derived metrics on the corpus (with an incident): scraped counter values equal
@@ -330,8 +387,12 @@ fn corpus_metrics_match_the_truth() {
             let r: serde_json::Value = serde_json::from_str(l).unwrap();
             records += 1;
             match (svc, r["event"].as_str().unwrap()) {
-                ("orders", "retry") => *retries.entry(r["fields"]["operation"].as_str().unwrap().to_string()).or_default() += 1,
-                ("gateway", "upstream_response") => *statuses.entry(r["fields"]["status"].as_str().unwrap().to_string()).or_default() += 1,
+                ("orders", "retry") => {
+                    *retries.entry(r["fields"]["operation"].as_str().unwrap().to_string()).or_default() += 1
+                }
+                ("gateway", "upstream_response") => {
+                    *statuses.entry(r["fields"]["status"].as_str().unwrap().to_string()).or_default() += 1
+                }
                 ("payments", "payment_failed") => failures += 1,
                 _ => {}
             }
@@ -341,32 +402,50 @@ fn corpus_metrics_match_the_truth() {
     let done = wait_until(Duration::from_secs(60), || {
         http_get(port, "/api/v1/status", None).is_some_and(|(_, b)| {
             let st: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
-            st["components"].as_array().is_some_and(|c| c.iter().any(|x| x["name"] == "signals" && x["events_out"].as_u64() == Some(records as u64)))
+            st["components"].as_array().is_some_and(|c| {
+                c.iter().any(|x| x["name"] == "signals" && x["events_out"].as_u64() == Some(records as u64))
+            })
         })
     });
     assert!(done, "all {records} records through; stderr: {}", s.stderr());
     let (_, m) = http_get(port, "/metrics", None).unwrap();
     let value = |series: &str| -> u64 {
-        m.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64).unwrap_or(0)
+        m.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+            .unwrap_or(0)
     };
     assert!(m.contains("# HELP operation_retries_total Retries logged by the services"), "{m}");
     for (op, n) in &retries {
         // Summed over the `reason` label.
         let prefix = format!("operation_retries_total{{source=\"orders\",operation=\"{op}\",");
-        let sum: f64 = m.lines().filter(|l| l.starts_with(&prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+        let sum: f64 = m
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
         assert_eq!(sum as u64, *n, "retries of {op}");
     }
     assert!(statuses.get("504").copied().unwrap_or(0) > 10, "the incident has 504s: {statuses:?}");
     for (status, n) in &statuses {
-        assert_eq!(value(&format!("gateway_responses_total{{upstream=\"bank-gw\",status=\"{status}\"}}")), *n, "status {status}");
+        assert_eq!(
+            value(&format!("gateway_responses_total{{upstream=\"bank-gw\",status=\"{status}\"}}")),
+            *n,
+            "status {status}"
+        );
     }
     assert_eq!(value("payment_failures_total"), failures);
-    let all: f64 = m.lines().filter(|l| l.starts_with("log_events_total{")).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum();
+    let all: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("log_events_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
     assert_eq!(all as usize, records, "log_events_total counts every record once, before sampling");
     let total: u64 = statuses.values().sum();
     assert_eq!(value("upstream_duration_seconds_count{upstream=\"bank-gw\"}"), total);
     assert_eq!(value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"+Inf\"}"), total);
-    let timeouts = value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"30\"}") - value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"5\"}");
+    let timeouts = value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"30\"}")
+        - value("upstream_duration_seconds_bucket{upstream=\"bank-gw\",le=\"5\"}");
     assert_eq!(timeouts, statuses["504"], "the 30 s timeouts land in the (5, 30] bucket");
     eprintln!("metrics: retries {retries:?}, statuses {statuses:?}, payment failures {failures}");
     assert_eq!(s.terminate(Duration::from_secs(20)), 0);

@@ -111,7 +111,10 @@ pub fn read_events(dir: &Path) -> Vec<serde_json::Value> {
         if p.extension().is_some_and(|e| e == "ndjson") {
             let text = std::fs::read_to_string(&p).unwrap();
             for line in text.lines() {
-                out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("bad NDJSON line in {}: {e}: {line}", p.display())));
+                out.push(
+                    serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("bad NDJSON line in {}: {e}: {line}", p.display())),
+                );
             }
         }
     }

@@ -8,7 +8,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 fn mine(args: &[&str], stdin: &[u8]) -> (String, String) {
-    let mut c = sluice().args(["templates", "mine"]).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut c = sluice()
+        .args(["templates", "mine"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut input = c.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -28,9 +35,23 @@ fn service_lines() -> Vec<String> {
         let ts = format!("2026-11-21 10:{:02}:{:02},{:03}", i / 60 % 60, i % 60, i % 1000);
         v.push(match i % 5 {
             0 | 1 => format!("{ts} INFO [pay] Payment failed for user {}: Card declined", 1000 + i),
-            2 => format!("{ts} WARN [pay] Retrying charge for payment pay_{:08x} (attempt {} of 3) after {}ms", i * 7919, i % 3 + 1, 100 * i),
-            3 => format!("{ts} INFO [pay] Session opened for {} from 10.0.{}.{}:{}", users[i as usize % users.len()], i % 7, i % 250, 40000 + i),
-            _ => format!("{ts} ERROR [pay] Gateway bank-gw timed out after 30000ms request_id={:016x}", u64::from(i) * 0x9e37_79b9),
+            2 => format!(
+                "{ts} WARN [pay] Retrying charge for payment pay_{:08x} (attempt {} of 3) after {}ms",
+                i * 7919,
+                i % 3 + 1,
+                100 * i
+            ),
+            3 => format!(
+                "{ts} INFO [pay] Session opened for {} from 10.0.{}.{}:{}",
+                users[i as usize % users.len()],
+                i % 7,
+                i % 250,
+                40000 + i
+            ),
+            _ => format!(
+                "{ts} ERROR [pay] Gateway bank-gw timed out after 30000ms request_id={:016x}",
+                u64::from(i) * 0x9e37_79b9
+            ),
         });
     }
     v
@@ -57,7 +78,11 @@ fn mine_prints_templates_and_writes_a_templates_file_parse_loads() {
     assert!(stdout.contains("e.g. Payment failed for user 1000: Card declined"), "{stdout}");
     // The templates file: readable names, loadable by `parse`, and it names every line.
     let t = std::fs::read_to_string(&toml).unwrap();
-    assert!(t.contains("event = \"payment_failed_for_user\"") && t.contains("pattern = \"Payment failed for user {user}: Card declined\""), "{t}");
+    assert!(
+        t.contains("event = \"payment_failed_for_user\"")
+            && t.contains("pattern = \"Payment failed for user {user}: Card declined\""),
+        "{t}"
+    );
     let cfg = format!(
         "{}[sources.f]\ntype = \"file\"\ninclude = [\"{}\"]\nstop_at_eof = true\n[transforms.p]\ntype = \"parse\"\ninputs = [\"f\"]\nformat = \"{format}\"\ntemplates_file = \"{}\"\n[sinks.o]\ntype = \"file\"\ninputs = [\"p\"]\npath = \"{}/out.ndjson\"\n",
         header(dir.path(), None),
@@ -72,7 +97,9 @@ fn mine_prints_templates_and_writes_a_templates_file_parse_loads() {
     let mut by_event: HashMap<String, usize> = HashMap::new();
     for e in &events {
         assert!(e.get("parse_error").is_none(), "{e}");
-        *by_event.entry(e["event"].as_str().unwrap_or_else(|| panic!("a mined template names every line: {e}")).to_string()).or_default() += 1;
+        *by_event
+            .entry(e["event"].as_str().unwrap_or_else(|| panic!("a mined template names every line: {e}")).to_string())
+            .or_default() += 1;
     }
     assert_eq!(by_event["payment_failed_for_user"], 120, "{by_event:?}");
     assert_eq!(by_event.len(), 4, "{by_event:?}");
@@ -89,15 +116,22 @@ fn per_line_gives_each_line_its_final_template_with_stable_ids() {
     assert_eq!(rows.len(), lines.len(), "one object per input line");
     // The first session lines were mined before the user column generalised; they still
     // get the final template.
-    let session: Vec<&serde_json::Value> = rows.iter().enumerate().filter(|(i, _)| i % 5 == 3).map(|(_, r)| r).collect();
+    let session: Vec<&serde_json::Value> =
+        rows.iter().enumerate().filter(|(i, _)| i % 5 == 3).map(|(_, r)| r).collect();
     assert!(session.iter().all(|r| r["template"] == "Session opened for <*> from <*>"), "{:?}", session[0]);
     assert!(session.windows(2).all(|w| w[0]["template_id"] == w[1]["template_id"]));
     // Stable ids: another process, the lines in reverse order, gives the same ids.
     let mut rev = lines.clone();
     rev.reverse();
-    let (out2, _) = mine(&["--per-line", "--format", "{timestamp} {level} [{logger}] {message}"], (rev.join("\n") + "\n").as_bytes());
+    let (out2, _) = mine(
+        &["--per-line", "--format", "{timestamp} {level} [{logger}] {message}"],
+        (rev.join("\n") + "\n").as_bytes(),
+    );
     let mut ids1: Vec<String> = rows.iter().map(|r| r["template_id"].as_str().unwrap().to_string()).collect();
-    let mut ids2: Vec<String> = out2.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["template_id"].as_str().unwrap().to_string()).collect();
+    let mut ids2: Vec<String> = out2
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["template_id"].as_str().unwrap().to_string())
+        .collect();
     ids1.sort();
     ids1.dedup();
     ids2.sort();
@@ -159,7 +193,16 @@ fn loghub_grouping_accuracy() {
         eprintln!("SKIP: ../shared is absent; the Loghub accuracy test needs ../shared/loghub");
         return;
     };
-    let floors = [("HDFS", 0.998), ("Hadoop", 0.989), ("Spark", 0.944), ("BGL", 0.995), ("HPC", 0.990), ("Linux", 0.876), ("Mac", 0.942), ("OpenStack", 1.0)];
+    let floors = [
+        ("HDFS", 0.998),
+        ("Hadoop", 0.989),
+        ("Spark", 0.944),
+        ("BGL", 0.995),
+        ("HPC", 0.990),
+        ("Linux", 0.876),
+        ("Mac", 0.942),
+        ("OpenStack", 1.0),
+    ];
     let mut sum = 0.0;
     let mut report = Vec::new();
     for (set, floor) in floors {
@@ -168,10 +211,14 @@ fn loghub_grouping_accuracy() {
         let head = &rows[0];
         let content = head.iter().position(|h| h == "Content").unwrap();
         let event = head.iter().position(|h| h == "EventId").unwrap();
-        let (lines, truth): (Vec<String>, Vec<String>) = rows[1..].iter().map(|r| (r[content].clone(), r[event].clone())).unzip();
+        let (lines, truth): (Vec<String>, Vec<String>) =
+            rows[1..].iter().map(|r| (r[content].clone(), r[event].clone())).unzip();
         assert_eq!(lines.len(), 2000, "{set}");
         let (out, _) = mine(&["--per-line"], (lines.join("\n") + "\n").as_bytes());
-        let pred: Vec<String> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["template_id"].as_str().unwrap().to_string()).collect();
+        let pred: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["template_id"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(pred.len(), lines.len(), "{set}");
         let ga = grouping_accuracy(&pred, &truth);
         report.push(format!("{set} {ga:.3}"));
@@ -192,8 +239,17 @@ fn parse_mines_unknown_messages_and_reloads_learned_templates() {
     let mut first = String::new();
     for i in 0..50 {
         first.push_str(&format!("2026-11-21 10:00:{:02} INFO health check ok\n", i % 60));
-        first.push_str(&format!("2026-11-21 10:00:{:02} INFO Session opened for {} from 10.1.2.{}\n", i % 60, users[i % 5], i));
-        first.push_str(&format!("2026-11-21 10:00:{:02} WARN Payment failed for user {}: Card declined\n", i % 60, 100 + i));
+        first.push_str(&format!(
+            "2026-11-21 10:00:{:02} INFO Session opened for {} from 10.1.2.{}\n",
+            i % 60,
+            users[i % 5],
+            i
+        ));
+        first.push_str(&format!(
+            "2026-11-21 10:00:{:02} WARN Payment failed for user {}: Card declined\n",
+            i % 60,
+            100 + i
+        ));
     }
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -213,7 +269,8 @@ fn parse_mines_unknown_messages_and_reloads_learned_templates() {
     let declared: Vec<_> = events.iter().filter(|e| e["event"] == "health_check_ok").collect();
     assert_eq!(declared.len(), 50);
     assert!(declared.iter().all(|e| e.get("template").is_none()), "declared templates win");
-    let failed: Vec<_> = events.iter().filter(|e| e["message"].as_str().unwrap().starts_with("Payment failed")).collect();
+    let failed: Vec<_> =
+        events.iter().filter(|e| e["message"].as_str().unwrap().starts_with("Payment failed")).collect();
     assert!(failed.iter().all(|e| e["template"] == "Payment failed for user <*>: Card declined"), "{}", failed[0]);
     assert_eq!(failed[7]["params"], serde_json::json!(["107"]));
     let id = failed[0]["template_id"].as_str().unwrap().to_string();
@@ -225,13 +282,17 @@ fn parse_mines_unknown_messages_and_reloads_learned_templates() {
     assert_eq!(last["params"], serde_json::json!(["erin", "10.1.2.49"]));
     let merged_id = last["template_id"].as_str().unwrap().to_string();
     // Saved: texts, counts, ids and the ids the merged template replaced; no lines.
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("data/templates/p.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("data/templates/p.json")).unwrap()).unwrap();
     let ts = saved["templates"].as_array().unwrap();
     let merged = ts.iter().find(|t| t["id"] == merged_id.as_str()).unwrap_or_else(|| panic!("{saved}"));
     assert_eq!(merged["template"], "Session opened for <*> from <*>");
     assert!(merged["aliases"].as_array().unwrap().len() >= 4, "{merged}");
     let file_text = saved.to_string();
-    assert!(!file_text.contains("alice") && !file_text.contains("10.1.2."), "no example lines in the saved state: {file_text}");
+    assert!(
+        !file_text.contains("alice") && !file_text.contains("10.1.2."),
+        "no example lines in the saved state: {file_text}"
+    );
 
     // Second run, one new session line of a new user: the reloaded template takes it
     // (a fresh miner would learn `Session opened for zoe from <*>`).

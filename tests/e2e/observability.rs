@@ -13,9 +13,13 @@ use std::time::{Duration, Instant};
 
 /// A program on PATH, or None (a skip) when it is absent outside CI.
 fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
+    let found =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
     if found.is_none() {
-        assert!(std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(), "`{name}` is required (SLUICE_REQUIRE_TOOLS is set): apt-get install prometheus");
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
+            "`{name}` is required (SLUICE_REQUIRE_TOOLS is set): apt-get install prometheus"
+        );
         eprintln!("SKIP: `{name}` is not installed (Debian package `prometheus`)");
     }
     found
@@ -37,8 +41,14 @@ fn shipped_alert_rules_pass_promtool_check_and_unit_tests() {
     let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
     assert_eq!(alerts.len(), 8, "{alerts:?}");
     for a in &alerts {
-        assert!(tests.contains(&format!("alertname: {a}\n        exp_alerts:\n          - exp_labels")), "{a} has a unit test that expects it to fire");
-        assert!(tests.contains(&format!("alertname: {a}\n        exp_alerts: []")), "{a} has a unit test that expects it quiet");
+        assert!(
+            tests.contains(&format!("alertname: {a}\n        exp_alerts:\n          - exp_labels")),
+            "{a} has a unit test that expects it to fire"
+        );
+        assert!(
+            tests.contains(&format!("alertname: {a}\n        exp_alerts: []")),
+            "{a} has a unit test that expects it quiet"
+        );
     }
     assert_eq!(rules.matches("\n        for: ").count(), 8);
     assert_eq!(rules.matches("severity: ").count(), 8);
@@ -80,7 +90,19 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             }
             let word = &s[start..i];
             let next = s[i..].trim_start().chars().next();
-            const KEYWORDS: [&str; 11] = ["by", "without", "and", "or", "unless", "on", "ignoring", "group_left", "group_right", "offset", "bool"];
+            const KEYWORDS: [&str; 11] = [
+                "by",
+                "without",
+                "and",
+                "or",
+                "unless",
+                "on",
+                "ignoring",
+                "group_left",
+                "group_right",
+                "offset",
+                "bool",
+            ];
             if after_grouping {
                 // The label list of by (...) / without (...) / on (...) / ignoring (...).
                 if next == Some(')') {
@@ -112,11 +134,15 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 #[test]
 fn promql_metric_name_extraction() {
-    let n = metric_names(r#"histogram_quantile(0.99, sum by (upstream, le) (rate(upstream_duration_seconds_bucket{a="b{c}"}[5m]))) > 5 and on (x) sluice_up offset 5m"#);
+    let n = metric_names(
+        r#"histogram_quantile(0.99, sum by (upstream, le) (rate(upstream_duration_seconds_bucket{a="b{c}"}[5m]))) > 5 and on (x) sluice_up offset 5m"#,
+    );
     assert_eq!(n.into_iter().collect::<Vec<_>>(), ["sluice_up", "upstream_duration_seconds_bucket"]);
     let n = metric_names("max by (stage) (sluice_sampling_bypass) == 1");
     assert_eq!(n.into_iter().collect::<Vec<_>>(), ["sluice_sampling_bypass"]);
-    let n = metric_names(r#"topk(10, sum by (source, event) (rate(log_events_total{source=~"$source"}[$__rate_interval]))) / 1e3"#);
+    let n = metric_names(
+        r#"topk(10, sum by (source, event) (rate(log_events_total{source=~"$source"}[$__rate_interval]))) / 1e3"#,
+    );
     assert_eq!(n.into_iter().collect::<Vec<_>>(), ["log_events_total"]);
 }
 
@@ -145,7 +171,9 @@ fn exported_names(page: &str) -> BTreeSet<String> {
 #[test]
 fn dashboard_and_alerts_name_only_metrics_sluice_exports() {
     let repo = repo_dir();
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo.join("deploy/grafana/sluice.json")).unwrap()).expect("the dashboard is valid JSON");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("deploy/grafana/sluice.json")).unwrap())
+            .expect("the dashboard is valid JSON");
     assert!(dash["title"].is_string() && dash["uid"].is_string());
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     let mut exprs = 0;
@@ -183,7 +211,15 @@ fn dashboard_and_alerts_name_only_metrics_sluice_exports() {
             wanted.extend(metric_names(&e));
         }
     }
-    for golden in ["log_events_total", "operation_retries_total", "gateway_responses_total", "upstream_duration_seconds_bucket", "sluice_events_dropped_total", "sluice_file_unread_bytes", "sluice_sampling_bypass"] {
+    for golden in [
+        "log_events_total",
+        "operation_retries_total",
+        "gateway_responses_total",
+        "upstream_duration_seconds_bucket",
+        "sluice_events_dropped_total",
+        "sluice_file_unread_bytes",
+        "sluice_sampling_bypass",
+    ] {
         assert!(wanted.contains(golden), "{golden} is used: {wanted:?}");
     }
 
@@ -213,7 +249,8 @@ fn dashboard_and_alerts_name_only_metrics_sluice_exports() {
 /// `YYYY-MM-DD HH:MM:SS` at the start of a line of the payments, orders or gateway log.
 fn line_time(l: &str) -> Option<String> {
     let t = l.get(..19)?.replace('/', "-");
-    (t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b' ' && t.as_bytes()[..4].iter().all(u8::is_ascii_digit)).then_some(t)
+    (t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b' ' && t.as_bytes()[..4].iter().all(u8::is_ascii_digit))
+        .then_some(t)
 }
 
 fn seconds_of(t: &str) -> i64 {
@@ -284,7 +321,12 @@ fn prometheus_fires_the_retry_alert_during_a_replayed_incident() {
     // `for: 5s` (10 min), so a scrape every second gives each window ten samples.
     let rules = std::fs::read_to_string(repo_dir().join("deploy/prometheus/alerts.yml")).unwrap();
     assert!(rules.contains("[5m]") && rules.contains("for: 5m"));
-    let rules = rules.replace("[5m]", "[10s]").replace("[15m]", "[10s]").replace("for: 5m", "for: 5s").replace("for: 10m", "for: 5s").replace("for: 2h", "for: 60s");
+    let rules = rules
+        .replace("[5m]", "[10s]")
+        .replace("[15m]", "[10s]")
+        .replace("for: 5m", "for: 5s")
+        .replace("for: 10m", "for: 5s")
+        .replace("for: 2h", "for: 60s");
     std::fs::write(dir.path().join("alerts.yml"), rules).unwrap();
     let prom_port = free_port();
     std::fs::write(
@@ -305,21 +347,33 @@ fn prometheus_fires_the_retry_alert_during_a_replayed_incident() {
     let _prom = KillOnDrop(
         std::process::Command::new(prometheus)
             .current_dir(dir.path())
-            .args(["--config.file=prometheus.yml", "--storage.tsdb.path=tsdb", &format!("--web.listen-address=127.0.0.1:{prom_port}")])
+            .args([
+                "--config.file=prometheus.yml",
+                "--storage.tsdb.path=tsdb",
+                &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(prom_log)
             .spawn()
             .unwrap(),
     );
-    let ready = wait_until(Duration::from_secs(30), || http_get(prom_port, "/-/ready", None).is_some_and(|(c, _)| c == 200));
-    assert!(ready, "prometheus ready: {}", std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default());
-    assert!(wait_until(Duration::from_secs(10), || http_get(port, "/health/ready", None).is_some_and(|(c, _)| c == 200)));
+    let ready =
+        wait_until(Duration::from_secs(30), || http_get(prom_port, "/-/ready", None).is_some_and(|(c, _)| c == 200));
+    assert!(
+        ready,
+        "prometheus ready: {}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || http_get(port, "/health/ready", None).is_some_and(|(c, _)| c == 200))
+    );
 
     // Replay from 01:30 (30 min of normal traffic) to the end of the incident + 5 min.
     const SPEED: i64 = 120;
     let start_t = 5400;
     let end_t = incident.1 + 300;
-    let mut files: Vec<std::fs::File> = services.iter().map(|s| std::fs::File::create(logs.join(format!("{s}.log"))).unwrap()).collect();
+    let mut files: Vec<std::fs::File> =
+        services.iter().map(|s| std::fs::File::create(logs.join(format!("{s}.log"))).unwrap()).collect();
     let mut next = vec![0usize; services.len()];
     // Lines before the start go in at once (history), then in step with the clock.
     let began = Instant::now();
@@ -355,7 +409,11 @@ fn prometheus_fires_the_retry_alert_during_a_replayed_incident() {
             // Before the incident (leaving the first window, which holds the history,
             // aside): the retry alert stays quiet.
             if now_t >= start_t + 1200 && now_t < incident.0 {
-                assert!(firing.is_empty(), "retry alert firing at {now_t} s, before the incident ({}): {firing:?}", incident.0);
+                assert!(
+                    firing.is_empty(),
+                    "retry alert firing at {now_t} s, before the incident ({}): {firing:?}",
+                    incident.0
+                );
                 quiet_checks += 1;
             }
             if firing.iter().any(|s| s == "orders") && fired_at.is_none() {
@@ -370,6 +428,11 @@ fn prometheus_fires_the_retry_alert_during_a_replayed_incident() {
     }
     let fired = fired_at.unwrap_or_else(|| panic!("the retry alert never fired; sluice: {}", s.stderr()));
     assert!(quiet_checks >= 10, "{quiet_checks} checks before the incident");
-    assert!(fired >= incident.0 && fired <= incident.1, "fired at {fired} s, inside the incident {}..{}", incident.0, incident.1);
+    assert!(
+        fired >= incident.0 && fired <= incident.1,
+        "fired at {fired} s, inside the incident {}..{}",
+        incident.0,
+        incident.1
+    );
     assert_eq!(s.terminate(Duration::from_secs(20)), 0);
 }

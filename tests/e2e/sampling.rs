@@ -12,7 +12,11 @@ fn cli(port: u16, args: &[&str], token: Option<&str>) -> (i32, String, String) {
         c.env("SLUICE_API_TOKEN", t);
     }
     let out = c.output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn append(path: &std::path::Path, from: usize, n: usize) {
@@ -40,7 +44,8 @@ fn incident_switch_api_cli_audit_persistence_and_expiry() {
     let a = logs.join("a.log");
     append(&a, 0, 2000);
     let mut s = Sluice::start_with_env(dir.path(), &cfg, &env);
-    assert!(wait_until(Duration::from_secs(10), || http_get(port, "/health/ready", Some("t0k")).is_some_and(|r| r.0 == 200)));
+    assert!(wait_until(Duration::from_secs(10), || http_get(port, "/health/ready", Some("t0k"))
+        .is_some_and(|r| r.0 == 200)));
     std::thread::sleep(Duration::from_millis(500));
     let before = read_events(&out).len();
     assert!(before < 5, "1 in a million: {before} kept");
@@ -57,20 +62,31 @@ fn incident_switch_api_cli_audit_persistence_and_expiry() {
     assert!(o.contains("s: sampling OFF until") && o.contains("INC-4211"), "{o}");
     let t0 = Instant::now();
     append(&a, 2000, 500);
-    assert!(wait_until(Duration::from_secs(1), || read_events(&out).len() >= before + 500), "bypass took effect within 1 s: {} events", read_events(&out).len());
+    assert!(
+        wait_until(Duration::from_secs(1), || read_events(&out).len() >= before + 500),
+        "bypass took effect within 1 s: {} events",
+        read_events(&out).len()
+    );
     eprintln!("switch effect observed after {:?}", t0.elapsed());
     let (_, o, _) = cli(port, &["status"], Some("t0k"));
     assert!(o.contains("s: sampling OFF until 20") && o.contains("reason: INC-4211"), "{o}");
     let (_, metrics) = http_get(port, "/metrics", Some("t0k")).unwrap();
     assert!(metrics.contains("sluice_sampling_bypass{stage=\"s\"} 1"), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("sluice_sampling_bypass_expiry_timestamp_seconds{stage=\"s\"} 1")), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("sluice_sampling_bypass_expiry_timestamp_seconds{stage=\"s\"} 1")),
+        "{metrics}"
+    );
     let audit = s.stderr();
-    assert!(audit.contains("sampling bypass ON") && audit.contains("INC-4211") && audit.contains("\"by\":\""), "{audit}");
+    assert!(
+        audit.contains("sampling bypass ON") && audit.contains("INC-4211") && audit.contains("\"by\":\""),
+        "{audit}"
+    );
 
     // The state survives a restart until it expires.
     assert_eq!(s.terminate(Duration::from_secs(20)), 0);
     let mut s = Sluice::start_with_env(dir.path(), &cfg, &env);
-    assert!(wait_until(Duration::from_secs(10), || http_get(port, "/health/ready", Some("t0k")).is_some_and(|r| r.0 == 200)));
+    assert!(wait_until(Duration::from_secs(10), || http_get(port, "/health/ready", Some("t0k"))
+        .is_some_and(|r| r.0 == 200)));
     let (_, o, _) = cli(port, &["status"], Some("t0k"));
     assert!(o.contains("sampling OFF") && o.contains("restored after restart"), "{o}");
 
@@ -99,7 +115,9 @@ fn incident_switch_api_cli_audit_persistence_and_expiry() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || cli(port, &["status"], Some("t0k")).1.contains("s: sampling OFF until further notice")));
+    assert!(wait_until(Duration::from_secs(10), || cli(port, &["status"], Some("t0k"))
+        .1
+        .contains("s: sampling OFF until further notice")));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
@@ -120,14 +138,24 @@ fn two_processes_make_identical_decisions() {
         );
         let p = dir.path().join("sluice.toml");
         std::fs::write(&p, cfg).unwrap();
-        let mut child = sluice().args(["run", "--config", p.to_str().unwrap()]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = sluice()
+            .args(["run", "--config", p.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let data = input.clone();
         let writer = std::thread::spawn(move || stdin.write_all(data.as_bytes()).unwrap());
         let out = child.wait_with_output().unwrap();
         writer.join().unwrap();
         assert!(out.status.success(), "run {run}");
-        let mut msgs: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["message"].as_str().unwrap().to_string()).collect();
+        let mut msgs: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["message"].as_str().unwrap().to_string())
+            .collect();
         msgs.sort();
         outputs.push(msgs);
     }

@@ -2,9 +2,9 @@ use crate::harness::*;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn line(tag: &str, i: usize) -> String {
@@ -354,9 +354,8 @@ fn sink_outage_holds_data_and_recovers() {
     append(&logs.join("a.log"), "O", 0..5000);
     let mut s = Sluice::start(dir.path(), &cfg);
     let retried = wait_until(Duration::from_secs(10), || {
-        http_get(port, "/metrics", None).is_some_and(|(_, b)| {
-            b.lines().any(|l| l.starts_with("sluice_sink_retries_total{") && !l.ends_with(" 0"))
-        })
+        http_get(port, "/metrics", None)
+            .is_some_and(|(_, b)| b.lines().any(|l| l.starts_with("sluice_sink_retries_total{") && !l.ends_with(" 0")))
     });
     assert!(retried, "no retries reported; stderr:\n{}", s.stderr());
     assert!(s.stderr().contains("holding data and retrying"));
@@ -439,7 +438,8 @@ fn multiline_start_pattern_and_timeout_flush() {
     let out = dir.path().join("out");
     let cfg = file_config(dir.path(), &out, "multiline = { start_pattern = \"^\\\\d{4}-\", timeout_ms = 1000 }");
     let a = logs.join("a.log");
-    std::fs::write(&a, "2026-01 first\n  detail one\n  detail two\n2026-02 second\n2026-03 third\ncontinued\n").unwrap();
+    std::fs::write(&a, "2026-01 first\n  detail one\n  detail two\n2026-02 second\n2026-03 third\ncontinued\n")
+        .unwrap();
     let mut s = Sluice::start(dir.path(), &cfg);
     // All three records arrive, the last one only through the timeout.
     assert!(wait_until(Duration::from_secs(10), || read_events(&out).len() >= 3), "stderr: {}", s.stderr());

@@ -70,7 +70,9 @@ fn json_value(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => n.as_i64().map(Value::Int).unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
+        serde_json::Value::Number(n) => {
+            n.as_i64().map(Value::Int).unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0)))
+        }
         serde_json::Value::String(s) => Value::from(s.as_str()),
         other => Value::from(other.to_string()),
     }
@@ -91,12 +93,14 @@ struct Table {
 
 impl Table {
     fn load(&mut self) -> Result<(), String> {
-        let meta = std::fs::metadata(&self.path).map_err(|e| format!("cannot read \"{}\": {e}", self.path.display()))?;
+        let meta =
+            std::fs::metadata(&self.path).map_err(|e| format!("cannot read \"{}\": {e}", self.path.display()))?;
         let cache = moka::sync::Cache::new(self.max_rows);
         let is_json = self.path.extension().is_some_and(|e| e == "json");
         if is_json {
             let text = std::fs::read_to_string(&self.path).map_err(|e| format!("\"{}\": {e}", self.path.display()))?;
-            let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("\"{}\": invalid JSON: {e}", self.path.display()))?;
+            let doc: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("\"{}\": invalid JSON: {e}", self.path.display()))?;
             let put = |k: String, row: &serde_json::Map<String, serde_json::Value>| {
                 let mut f = Fields::new();
                 for name in &self.fields {
@@ -127,7 +131,8 @@ impl Table {
                 _ => return Err(format!("\"{}\": expected an object or an array of objects", self.path.display())),
             }
         } else {
-            let mut rdr = csv::Reader::from_path(&self.path).map_err(|e| format!("\"{}\": {e}", self.path.display()))?;
+            let mut rdr =
+                csv::Reader::from_path(&self.path).map_err(|e| format!("\"{}\": {e}", self.path.display()))?;
             let headers = rdr.headers().map_err(|e| format!("\"{}\": {e}", self.path.display()))?.clone();
             let key_col = headers
                 .iter()
@@ -136,7 +141,13 @@ impl Table {
             let cols: Vec<(usize, &String)> = self
                 .fields
                 .iter()
-                .map(|f| headers.iter().position(|h| h == f).map(|i| (i, f)).ok_or_else(|| format!("\"{}\": no column `{f}`", self.path.display())))
+                .map(|f| {
+                    headers
+                        .iter()
+                        .position(|h| h == f)
+                        .map(|i| (i, f))
+                        .ok_or_else(|| format!("\"{}\": no column `{f}`", self.path.display()))
+                })
                 .collect::<Result<_, _>>()?;
             for rec in rdr.records() {
                 let rec = rec.map_err(|e| format!("\"{}\": {e}", self.path.display()))?;
@@ -162,7 +173,9 @@ impl Table {
         let m = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
         if m.is_some() && m != self.mtime {
             match self.load() {
-                Ok(()) => tracing_log(&format!("lookup table `{}` reloaded ({} rows)", self.name, self.cache.entry_count())),
+                Ok(()) => {
+                    tracing_log(&format!("lookup table `{}` reloaded ({} rows)", self.name, self.cache.entry_count()))
+                }
                 Err(e) => tracing_log(&format!("lookup table `{}` not reloaded: {e}", self.name)),
             }
         }
@@ -171,7 +184,10 @@ impl Table {
 
 fn tracing_log(msg: &str) {
     // Transforms stay free of the logging stack; stderr JSON keeps the log format.
-    eprintln!("{}", serde_json::json!({ "level": "INFO", "fields": { "message": msg }, "target": "sluice_transforms::enrich" }));
+    eprintln!(
+        "{}",
+        serde_json::json!({ "level": "INFO", "fields": { "message": msg }, "target": "sluice_transforms::enrich" })
+    );
 }
 
 impl TransformConfig for EnrichConfig {
@@ -184,7 +200,9 @@ impl EnrichConfig {
     pub fn compile(&self) -> Result<Enrich, OptionError> {
         let mut fields = Vec::new();
         for (k, v) in &self.fields {
-            let v = to_value(v).ok_or_else(|| OptionError::new("fields", format!("`fields.{k}` must be a string, number or boolean")))?;
+            let v = to_value(v).ok_or_else(|| {
+                OptionError::new("fields", format!("`fields.{k}` must be a string, number or boolean"))
+            })?;
             fields.push((k.clone(), v));
         }
         let host = if self.host {
@@ -242,7 +260,12 @@ fn traceparent(s: &str) -> Option<(&str, &str, &str)> {
         return None;
     }
     let (t, sp, fl) = (&s[3..35], &s[36..52], &s[53..55]);
-    if !is_hex(t.as_bytes()) || !is_hex(sp.as_bytes()) || !is_hex(fl.as_bytes()) || t.bytes().all(|c| c == b'0') || sp.bytes().all(|c| c == b'0') {
+    if !is_hex(t.as_bytes())
+        || !is_hex(sp.as_bytes())
+        || !is_hex(fl.as_bytes())
+        || t.bytes().all(|c| c == b'0')
+        || sp.bytes().all(|c| c == b'0')
+    {
         return None;
     }
     if b.len() > 55 && b[55].is_ascii_alphanumeric() {
@@ -350,7 +373,11 @@ mod tests {
     use sluice_event::{Origin, OriginInfo, Timestamp};
 
     fn ev(msg: &str, fields: &[(&str, &str)]) -> Event {
-        let mut e = Event::from_line(Bytes::copy_from_slice(msg.as_bytes()), Timestamp(0), Origin { info: OriginInfo::new("s", None), offset: 0 });
+        let mut e = Event::from_line(
+            Bytes::copy_from_slice(msg.as_bytes()),
+            Timestamp(0),
+            Origin { info: OriginInfo::new("s", None), offset: 0 },
+        );
         for (k, v) in fields {
             e.fields.insert(*k, Value::from(*v));
         }
@@ -365,7 +392,10 @@ mod tests {
     fn static_host_and_trace() {
         let c: EnrichConfig = toml::from_str("fields = { env = \"prod\", shard = 3 }\nhost = true").unwrap();
         let mut en = c.compile().unwrap();
-        let mut e = ev("call with traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 done", &[("env", "dev")]);
+        let mut e = ev(
+            "call with traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 done",
+            &[("env", "dev")],
+        );
         en.apply(&mut e);
         assert_eq!(s(&e, "env"), Some("dev"), "existing fields are kept");
         assert_eq!(e.fields.get("shard"), Some(&Value::Int(3)));
@@ -390,7 +420,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("tenants.csv");
         std::fs::write(&csv, "user_id,tenant,plan,secret\n42,acme,gold,x\n7,globex,free,y\n").unwrap();
-        let c: EnrichConfig = toml::from_str(&format!("trace_context = false\n[[lookup]]\nfile = \"{}\"\nkey = \"user_id\"\nfields = [\"tenant\", \"plan\"]\n", csv.display())).unwrap();
+        let c: EnrichConfig = toml::from_str(&format!(
+            "trace_context = false\n[[lookup]]\nfile = \"{}\"\nkey = \"user_id\"\nfields = [\"tenant\", \"plan\"]\n",
+            csv.display()
+        ))
+        .unwrap();
         let mut en = c.compile().unwrap();
         let mut e = ev("m", &[("user_id", "42")]);
         assert_eq!(en.apply(&mut e), 0);
@@ -411,13 +445,19 @@ mod tests {
 
         let json = dir.path().join("plans.json");
         std::fs::write(&json, r#"[{"user_id": 42, "tier": 3}]"#).unwrap();
-        let c: EnrichConfig = toml::from_str(&format!("[[lookup]]\nfile = \"{}\"\nkey = \"user_id\"\nfields = [\"tier\"]\n", json.display())).unwrap();
+        let c: EnrichConfig = toml::from_str(&format!(
+            "[[lookup]]\nfile = \"{}\"\nkey = \"user_id\"\nfields = [\"tier\"]\n",
+            json.display()
+        ))
+        .unwrap();
         let mut en = c.compile().unwrap();
         let mut e = ev("m", &[]);
         e.fields.insert("user_id", Value::Int(42));
         en.apply(&mut e);
         assert_eq!(e.fields.get("tier"), Some(&Value::Int(3)));
-        let bad: EnrichConfig = toml::from_str(&format!("[[lookup]]\nfile = \"{}\"\nkey = \"nope\"\nfields = [\"tier\"]\n", csv.display())).unwrap();
+        let bad: EnrichConfig =
+            toml::from_str(&format!("[[lookup]]\nfile = \"{}\"\nkey = \"nope\"\nfields = [\"tier\"]\n", csv.display()))
+                .unwrap();
         assert!(bad.compile().err().unwrap().message.contains("no column `nope`"));
     }
 }

@@ -82,7 +82,10 @@ mod indexmap_like {
 impl TransformConfig for RouteConfig {
     fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         if self.route.0.is_empty() {
-            return Err(OptionError::new("route", "define at least one route, e.g. route.errors = { level_at_least = \"error\" }"));
+            return Err(OptionError::new(
+                "route",
+                "define at least one route, e.g. route.errors = { level_at_least = \"error\" }",
+            ));
         }
         if let Some((name, _)) = self.route.0.iter().find(|(n, _)| n == UNMATCHED || n.contains('.')) {
             return Err(OptionError::new("route", format!("route name `{name}` is reserved or contains `.`")));
@@ -140,7 +143,11 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let mut e = Event::from_line(Bytes::from(format!("m{i}")), Timestamp(0), Origin { info: info.clone(), offset: 0 });
+                let mut e = Event::from_line(
+                    Bytes::from(format!("m{i}")),
+                    Timestamp(0),
+                    Origin { info: info.clone(), offset: 0 },
+                );
                 e.fields.insert("level", Value::from(*l));
                 if i == 3 {
                     e.fields.insert("event", Value::from("retry"));
@@ -163,7 +170,8 @@ mod tests {
 
     #[test]
     fn route_by_condition_with_unmatched() {
-        let c: RouteConfig = toml::from_str("route.errors = { level = \"error\" }\nroute.retries = { event = \"retry\" }").unwrap();
+        let c: RouteConfig =
+            toml::from_str("route.errors = { level = \"error\" }\nroute.retries = { event = \"retry\" }").unwrap();
         let mut r = c.build(&Default::default()).unwrap();
         assert_eq!(r.outputs(), vec!["errors", "retries", "_unmatched"]);
         let (tx, rx) = std::sync::mpsc::channel();

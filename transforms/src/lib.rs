@@ -56,7 +56,6 @@ pub struct Outcome {
     pub errors: u64,
 }
 
-
 /// What a transform knows about where it runs.
 #[derive(Debug, Clone, Default)]
 pub struct TransformContext {

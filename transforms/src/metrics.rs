@@ -95,18 +95,30 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 impl MetricsConfig {
     /// (histogram name, buckets) pairs, for configuring the exporter before it starts.
     pub fn histogram_buckets(&self) -> Vec<(String, Vec<f64>)> {
-        self.histogram.iter().map(|h| (h.name.clone(), h.buckets.clone().unwrap_or_else(|| DEFAULT_BUCKETS.to_vec()))).collect()
+        self.histogram
+            .iter()
+            .map(|h| (h.name.clone(), h.buckets.clone().unwrap_or_else(|| DEFAULT_BUCKETS.to_vec())))
+            .collect()
     }
 }
 
 fn check_name(key: &'static str, name: &str, counter: bool) -> Result<(), OptionError> {
     let ok = !name.is_empty()
-        && name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
     if !ok {
-        return Err(OptionError::new(key, format!("`{name}` is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")));
+        return Err(OptionError::new(
+            key,
+            format!("`{name}` is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+        ));
     }
     if name.starts_with("sluice_") {
-        return Err(OptionError::new(key, format!("`{name}`: names starting with `sluice_` are reserved for sluice's own metrics")));
+        return Err(OptionError::new(
+            key,
+            format!("`{name}`: names starting with `sluice_` are reserved for sluice's own metrics"),
+        ));
     }
     if counter && !name.ends_with("_total") {
         return Err(OptionError::new(key, format!("counter `{name}` should end in `_total` (Prometheus naming)")));
@@ -173,7 +185,6 @@ impl<H: Clone> Series<H> {
         }
     }
 
-
     /// The series index for this event's label values (each label looked up once).
     fn index(&mut self, e: &Event) -> usize {
         const STACK: usize = 8;
@@ -196,7 +207,8 @@ impl<H: Clone> Series<H> {
     #[inline]
     fn same(&self, idx: usize, vals: &[std::borrow::Cow<'_, str>]) -> bool {
         let have = &self.series[idx].0;
-        have.len() == vals.len() && have.iter().zip(vals).all(|(h, v)| sluice_event::short_eq(h.as_bytes(), v.as_bytes()))
+        have.len() == vals.len()
+            && have.iter().zip(vals).all(|(h, v)| sluice_event::short_eq(h.as_bytes(), v.as_bytes()))
     }
 
     fn index_of(&mut self, vals: &[std::borrow::Cow<'_, str>]) -> usize {
@@ -270,7 +282,9 @@ impl Gate {
         match (&self.0, event) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(names), Some(Value::Str(s))) => names.iter().any(|n| sluice_event::short_eq(n.as_bytes(), s.as_bytes())),
+            (Some(names), Some(Value::Str(s))) => {
+                names.iter().any(|n| sluice_event::short_eq(n.as_bytes(), s.as_bytes()))
+            }
             (Some(_), Some(_)) => true,
         }
     }
@@ -345,7 +359,10 @@ impl MetricsConfig {
             }
             if let Some(b) = &h.buckets {
                 if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(OptionError::new("histogram", format!("`{}`: buckets must be increasing and not empty", h.name)));
+                    return Err(OptionError::new(
+                        "histogram",
+                        format!("`{}`: buckets must be increasing and not empty", h.name),
+                    ));
                 }
             }
             if let Some(d) = &h.help {
@@ -366,7 +383,10 @@ impl MetricsConfig {
                 return Err(OptionError::new("gauge", format!("metric `{}` is defined twice", g.name)));
             }
             if g.field.is_none() && g.inc_when.is_none() && g.dec_when.is_none() {
-                return Err(OptionError::new("gauge", format!("`{}`: give `field` (set) or `inc_when` / `dec_when`", g.name)));
+                return Err(OptionError::new(
+                    "gauge",
+                    format!("`{}`: give `field` (set) or `inc_when` / `dec_when`", g.name),
+                ));
             }
             if let Some(d) = &g.help {
                 metrics::describe_gauge!(g.name.clone(), d.clone());
@@ -469,10 +489,12 @@ mod tests {
 
     #[test]
     fn cardinality_guard_sends_new_series_to_overflow() {
-        let mut s: Series<Counter> = Series::new("guarded_total", &["user".to_string()], Some(2), |n, l| metrics::counter!(n.to_string(), l));
+        let mut s: Series<Counter> =
+            Series::new("guarded_total", &["user".to_string()], Some(2), |n, l| metrics::counter!(n.to_string(), l));
         let info = OriginInfo::new("s", None);
         for i in 0..5 {
-            let mut e = Event::from_line(Bytes::from_static(b"x"), Timestamp(0), Origin { info: info.clone(), offset: 0 });
+            let mut e =
+                Event::from_line(Bytes::from_static(b"x"), Timestamp(0), Origin { info: info.clone(), offset: 0 });
             e.fields.insert("user", Value::from(format!("u{}", i % 4).as_str()));
             let _ = s.get(&e);
         }
@@ -482,8 +504,15 @@ mod tests {
 
     #[test]
     fn source_label_names_the_source_component() {
-        let mut s: Series<Counter> = Series::new("by_source_total", &["source".to_string()], None, |n, l| metrics::counter!(n.to_string(), l));
-        let e = |src: &str| Event::from_line(Bytes::from_static(b"x"), Timestamp(0), Origin { info: OriginInfo::new(src, None), offset: 0 });
+        let mut s: Series<Counter> =
+            Series::new("by_source_total", &["source".to_string()], None, |n, l| metrics::counter!(n.to_string(), l));
+        let e = |src: &str| {
+            Event::from_line(
+                Bytes::from_static(b"x"),
+                Timestamp(0),
+                Origin { info: OriginInfo::new(src, None), offset: 0 },
+            )
+        };
         let (a, b) = (e("orders"), e("payments"));
         let _ = s.get(&a);
         let _ = s.get(&b);

@@ -92,7 +92,9 @@ impl TransformConfig for ParseConfig {
         let mut p = self.compile()?;
         if let (Some(m), Some(dir)) = (&mut p.miner, &ctx.data_dir) {
             let path = dir.join("templates").join(format!("{}.json", ctx.name));
-            m.load(&path).map_err(|e| OptionError::new("mine_unknown", format!("cannot load learned templates from {}: {e}", path.display())))?;
+            m.load(&path).map_err(|e| {
+                OptionError::new("mine_unknown", format!("cannot load learned templates from {}: {e}", path.display()))
+            })?;
             m.path = Some(path);
         }
         Ok(Box::new(p))
@@ -102,7 +104,9 @@ impl TransformConfig for ParseConfig {
 impl ParseConfig {
     pub fn compile(&self) -> Result<Parse, OptionError> {
         let format = match &self.format {
-            Some(f) => Some(Format::compile(f, self.timestamp_format.as_deref()).map_err(|m| OptionError::new("format", m))?),
+            Some(f) => {
+                Some(Format::compile(f, self.timestamp_format.as_deref()).map_err(|m| OptionError::new("format", m))?)
+            }
             None => None,
         };
         if let Some(tf) = &self.timestamp_format {
@@ -110,8 +114,11 @@ impl ParseConfig {
                 return Err(OptionError::new("timestamp_format", format!("\"{tf}\" has no strftime field such as %Y")));
             }
         }
-        let mut specs: Vec<TemplateSpec> =
-            self.templates.iter().map(|t| TemplateSpec { event: t.event.clone(), pattern: t.pattern.clone() }).collect();
+        let mut specs: Vec<TemplateSpec> = self
+            .templates
+            .iter()
+            .map(|t| TemplateSpec { event: t.event.clone(), pattern: t.pattern.clone() })
+            .collect();
         if let Some(path) = &self.templates_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| OptionError::new("templates_file", format!("cannot read \"{path}\": {e}")))?;
@@ -132,10 +139,15 @@ impl ParseConfig {
             miner: if self.mine_unknown {
                 let mut masks = Vec::new();
                 for m in &self.mine_masks {
-                    masks.push(regex::Regex::new(m).map_err(|e| OptionError::new("mine_masks", format!("{m:?}: {e}")))?);
+                    masks
+                        .push(regex::Regex::new(m).map_err(|e| OptionError::new("mine_masks", format!("{m:?}: {e}")))?);
                 }
                 let defaults = MinerConfig::default();
-                Some(Learned::new(Miner::new(MinerConfig { max_templates: self.max_templates.unwrap_or(defaults.max_templates).max(1), masks, ..defaults })))
+                Some(Learned::new(Miner::new(MinerConfig {
+                    max_templates: self.max_templates.unwrap_or(defaults.max_templates).max(1),
+                    masks,
+                    ..defaults
+                })))
             } else {
                 None
             },
@@ -202,7 +214,17 @@ impl Learned {
         }
         let saved = SavedTemplates {
             version: 1,
-            templates: self.miner.templates().into_iter().map(|t| SavedTemplate { id: t.id.clone(), template: t.text.clone(), count: t.count, aliases: t.aliases.clone() }).collect(),
+            templates: self
+                .miner
+                .templates()
+                .into_iter()
+                .map(|t| SavedTemplate {
+                    id: t.id.clone(),
+                    template: t.text.clone(),
+                    count: t.count,
+                    aliases: t.aliases.clone(),
+                })
+                .collect(),
         };
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
@@ -385,7 +407,13 @@ mod tests {
         let info = OriginInfo::new("s", None);
         let events = lines
             .iter()
-            .map(|l| Event::from_line(Bytes::copy_from_slice(l.as_bytes()), Timestamp(0), Origin { info: info.clone(), offset: 0 }))
+            .map(|l| {
+                Event::from_line(
+                    Bytes::copy_from_slice(l.as_bytes()),
+                    Timestamp(0),
+                    Origin { info: info.clone(), offset: 0 },
+                )
+            })
             .collect();
         let mut got = Vec::new();
         let o = t.process(Batch::new(events), &mut |_: Option<&str>, b: Batch| got.extend(b.events));
@@ -405,12 +433,15 @@ templates = [
   { event = "health_check_ok", pattern = "health check ok" },
 ]
 "#);
-        let (ev, o) = run(&c, &[
-            "2026-11-21 01:01:35,654 ERROR [payments.service] [6b4b] Payment failed for user 42: Card declined",
-            "2026-11-21 01:02:35,620 INFO [payments.health] [-] health check ok",
-            "2026-11-21 01:02:36,000 INFO [payments.x] [-] something unknown",
-            "garbage line",
-        ]);
+        let (ev, o) = run(
+            &c,
+            &[
+                "2026-11-21 01:01:35,654 ERROR [payments.service] [6b4b] Payment failed for user 42: Card declined",
+                "2026-11-21 01:02:35,620 INFO [payments.health] [-] health check ok",
+                "2026-11-21 01:02:36,000 INFO [payments.x] [-] something unknown",
+                "garbage line",
+            ],
+        );
         assert_eq!(o.errors, 1);
         assert_eq!(ev[0].timestamp.to_rfc3339(), "2026-11-21T01:01:35.654Z");
         assert_eq!(s(&ev[0], "level"), Some("error"));
@@ -460,7 +491,14 @@ templates = [
     #[test]
     fn mine_unknown_annotates_unmatched_messages() {
         let c = cfg("format = \"{level} {message}\"\ntemplates = [{ event = \"ok\", pattern = \"all good\" }]\nmine_unknown = true\nmine_masks = ['color-[a-z]+']");
-        let (ev, _) = run(&c, &["INFO all good", "WARN paint color-red failed after 3 tries", "WARN paint color-blue failed after 12 tries\n  at frame 1"]);
+        let (ev, _) = run(
+            &c,
+            &[
+                "INFO all good",
+                "WARN paint color-red failed after 3 tries",
+                "WARN paint color-blue failed after 12 tries\n  at frame 1",
+            ],
+        );
         assert_eq!(s(&ev[0], "event"), Some("ok"));
         assert!(ev[0].fields.get("template").is_none());
         assert_eq!(s(&ev[1], "template"), Some("paint <*> failed after <*> tries"));

@@ -40,7 +40,10 @@ pub const GROK: &[(&str, &str)] = &[
     ("QUOTEDSTRING", r#"(?:"(?:\\.|[^\\"])*"|'(?:\\.|[^\\'])*'|`(?:\\.|[^\\`])*`)"#),
     ("QS", r"%{QUOTEDSTRING}"),
     ("UUID", r"[A-Fa-f0-9]{8}-(?:[A-Fa-f0-9]{4}-){3}[A-Fa-f0-9]{12}"),
-    ("MAC", r"(?:(?:[A-Fa-f0-9]{2}:){5}[A-Fa-f0-9]{2}|(?:[A-Fa-f0-9]{2}-){5}[A-Fa-f0-9]{2}|(?:[A-Fa-f0-9]{4}\.){2}[A-Fa-f0-9]{4})"),
+    (
+        "MAC",
+        r"(?:(?:[A-Fa-f0-9]{2}:){5}[A-Fa-f0-9]{2}|(?:[A-Fa-f0-9]{2}-){5}[A-Fa-f0-9]{2}|(?:[A-Fa-f0-9]{4}\.){2}[A-Fa-f0-9]{4})",
+    ),
     ("IPV6", r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:%{IPV4}|[0-9A-Fa-f]{1,4})?"),
     ("IPV4", r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"),
     ("IP", r"(?:%{IPV6}|%{IPV4})"),
@@ -55,7 +58,10 @@ pub const GROK: &[(&str, &str)] = &[
     ("URIPARAM", r"\?[A-Za-z0-9$.+!*'|(){},~@#%&/=:;_?\-\[\]<>]*"),
     ("URIPATHPARAM", r"%{URIPATH}(?:%{URIPARAM})?"),
     ("URI", r"%{URIPROTO}://(?:%{USER}(?::[^@]*)?@)?(?:%{URIHOST})?(?:%{URIPATHPARAM})?"),
-    ("MONTH", r"\b(?:[Jj]an(?:uary|uar)?|[Ff]eb(?:ruary|ruar)?|[Mm](?:a|ä)?r(?:ch|z)?|[Aa]pr(?:il)?|[Mm]a(?:y|i)?|[Jj]un(?:e|i)?|[Jj]ul(?:y|i)?|[Aa]ug(?:ust)?|[Ss]ep(?:tember)?|[Oo](?:c|k)?t(?:ober)?|[Nn]ov(?:ember)?|[Dd]e(?:c|z)(?:ember)?)\b"),
+    (
+        "MONTH",
+        r"\b(?:[Jj]an(?:uary|uar)?|[Ff]eb(?:ruary|ruar)?|[Mm](?:a|ä)?r(?:ch|z)?|[Aa]pr(?:il)?|[Mm]a(?:y|i)?|[Jj]un(?:e|i)?|[Jj]ul(?:y|i)?|[Aa]ug(?:ust)?|[Ss]ep(?:tember)?|[Oo](?:c|k)?t(?:ober)?|[Nn]ov(?:ember)?|[Dd]e(?:c|z)(?:ember)?)\b",
+    ),
     ("MONTHNUM", r"(?:0?[1-9]|1[0-2])"),
     ("MONTHDAY", r"(?:(?:0[1-9])|(?:[12][0-9])|(?:3[01])|[1-9])"),
     ("DAY", r"(?:Mon(?:day)?|Tue(?:sday)?|Wed(?:nesday)?|Thu(?:rsday)?|Fri(?:day)?|Sat(?:urday)?|Sun(?:day)?)"),
@@ -76,8 +82,14 @@ pub const GROK: &[(&str, &str)] = &[
     ("PROG", r"[\x21-\x5a\x5c\x5e-\x7e]+"),
     ("SYSLOGPROG", r"%{PROG:program}(?:\[%{POSINT:pid}\])?"),
     ("SYSLOGHOST", r"%{IPORHOST}"),
-    ("LOGLEVEL", r"(?:[Aa]lert|ALERT|[Tt]race|TRACE|[Dd]ebug|DEBUG|[Nn]otice|NOTICE|[Ii]nfo?(?:rmation)?|INFO?(?:RMATION)?|[Ww]arn?(?:ing)?|WARN?(?:ING)?|[Ee]rr?(?:or)?|ERR?(?:OR)?|[Cc]rit?(?:ical)?|CRIT?(?:ICAL)?|[Ff]atal|FATAL|[Ss]evere|SEVERE|EMERG(?:ENCY)?|[Ee]merg(?:ency)?)"),
-    ("COMMONAPACHELOG", r#"%{IPORHOST:clientip} %{USER:ident} %{USER:auth} \[%{HTTPDATE:timestamp}\] "(?:%{WORD:verb} %{NOTSPACE:request}(?: HTTP/%{NUMBER:httpversion})?|%{DATA:rawrequest})" %{NUMBER:response} (?:%{NUMBER:bytes}|-)"#),
+    (
+        "LOGLEVEL",
+        r"(?:[Aa]lert|ALERT|[Tt]race|TRACE|[Dd]ebug|DEBUG|[Nn]otice|NOTICE|[Ii]nfo?(?:rmation)?|INFO?(?:RMATION)?|[Ww]arn?(?:ing)?|WARN?(?:ING)?|[Ee]rr?(?:or)?|ERR?(?:OR)?|[Cc]rit?(?:ical)?|CRIT?(?:ICAL)?|[Ff]atal|FATAL|[Ss]evere|SEVERE|EMERG(?:ENCY)?|[Ee]merg(?:ency)?)",
+    ),
+    (
+        "COMMONAPACHELOG",
+        r#"%{IPORHOST:clientip} %{USER:ident} %{USER:auth} \[%{HTTPDATE:timestamp}\] "(?:%{WORD:verb} %{NOTSPACE:request}(?: HTTP/%{NUMBER:httpversion})?|%{DATA:rawrequest})" %{NUMBER:response} (?:%{NUMBER:bytes}|-)"#,
+    ),
     ("COMBINEDAPACHELOG", r#"%{COMMONAPACHELOG} %{QS:referrer} %{QS:agent}"#),
 ];
 
@@ -90,7 +102,10 @@ pub enum Ty {
 }
 
 /// Expand a grok expression into a regex; returns it and (group name → field, type).
-pub fn expand_grok(expr: &str, extra: &BTreeMap<String, String>) -> Result<(String, Vec<(String, String, Ty)>), String> {
+pub fn expand_grok(
+    expr: &str,
+    extra: &BTreeMap<String, String>,
+) -> Result<(String, Vec<(String, String, Ty)>), String> {
     let mut captures = Vec::new();
     let out = expand(expr, extra, &mut captures, 0)?;
     Ok((out, captures))
@@ -100,7 +115,12 @@ fn lookup<'a>(name: &str, extra: &'a BTreeMap<String, String>) -> Option<&'a str
     extra.get(name).map(String::as_str).or_else(|| GROK.iter().find(|(n, _)| *n == name).map(|(_, p)| *p))
 }
 
-fn expand(expr: &str, extra: &BTreeMap<String, String>, caps: &mut Vec<(String, String, Ty)>, depth: usize) -> Result<String, String> {
+fn expand(
+    expr: &str,
+    extra: &BTreeMap<String, String>,
+    caps: &mut Vec<(String, String, Ty)>,
+    depth: usize,
+) -> Result<String, String> {
     if depth > 20 {
         return Err("grok patterns nest too deeply (a pattern refers to itself?)".into());
     }
@@ -171,7 +191,10 @@ impl RegexConfig {
         if names.is_empty() {
             return Err(OptionError::new(key, "the expression captures nothing: use (?P<name>…) or %{PATTERN:name}"));
         }
-        let groups = names.into_iter().map(|(g, f, t)| (re.capture_names().position(|n| n == Some(g.as_str())).unwrap(), f, t)).collect();
+        let groups = names
+            .into_iter()
+            .map(|(g, f, t)| (re.capture_names().position(|n| n == Some(g.as_str())).unwrap(), f, t))
+            .collect();
         Ok(RegexTransform { re, groups, field: self.field.clone(), on_error: self.on_error, locs: None })
     }
 }
@@ -254,19 +277,32 @@ mod tests {
 
     fn run(c: &RegexConfig, line: &str) -> Event {
         let mut t = c.compile().unwrap();
-        let e = Event::from_line(Bytes::copy_from_slice(line.as_bytes()), Timestamp(0), Origin { info: OriginInfo::new("s", None), offset: 0 });
+        let e = Event::from_line(
+            Bytes::copy_from_slice(line.as_bytes()),
+            Timestamp(0),
+            Origin { info: OriginInfo::new("s", None), offset: 0 },
+        );
         let mut got = Vec::new();
         t.process(Batch::new(vec![e]), &mut |_: Option<&str>, b: Batch| got.extend(b.events));
         got.pop().unwrap()
     }
 
     fn grok(g: &str) -> RegexConfig {
-        RegexConfig { pattern: None, grok: Some(g.into()), patterns: BTreeMap::new(), field: None, on_error: OnError::Pass }
+        RegexConfig {
+            pattern: None,
+            grok: Some(g.into()),
+            patterns: BTreeMap::new(),
+            field: None,
+            on_error: OnError::Pass,
+        }
     }
 
     #[test]
     fn grok_apache_and_types() {
-        let e = run(&grok("%{COMBINEDAPACHELOG}"), r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif?x=1 HTTP/1.0" 200 2326 "http://example.com/" "Mozilla/4.08""#);
+        let e = run(
+            &grok("%{COMBINEDAPACHELOG}"),
+            r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif?x=1 HTTP/1.0" 200 2326 "http://example.com/" "Mozilla/4.08""#,
+        );
         assert_eq!(e.fields.get("clientip").unwrap().as_str(), Some("127.0.0.1"));
         assert_eq!(e.fields.get("verb").unwrap().as_str(), Some("GET"));
         assert_eq!(e.fields.get("request").unwrap().as_str(), Some("/apache_pb.gif?x=1"));
@@ -277,17 +313,29 @@ mod tests {
         assert_eq!(e.fields.get("ms"), Some(&Value::Float(12.5)));
         assert_eq!(e.fields.get("code"), Some(&Value::Int(7)));
         assert_eq!(e.fields.get("ip").unwrap().as_str(), Some("2001:db8::1"));
-        let e = run(&grok("%{SYSLOGTIMESTAMP:ts} %{SYSLOGHOST:host} %{SYSLOGPROG}: %{GREEDYDATA:msg}"), "Nov  1 02:14:33 web-1 sshd[42]: hello there");
+        let e = run(
+            &grok("%{SYSLOGTIMESTAMP:ts} %{SYSLOGHOST:host} %{SYSLOGPROG}: %{GREEDYDATA:msg}"),
+            "Nov  1 02:14:33 web-1 sshd[42]: hello there",
+        );
         assert_eq!(e.fields.get("pid").unwrap().as_str(), Some("42"));
         assert_eq!(e.fields.get("msg").unwrap().as_str(), Some("hello there"));
-        let e = run(&grok("%{WORD:w} %{QS:q} %{EMAILADDRESS:mail} %{URI:u}"), r#"hi "a \"b\"" x.y@mail.example.org https://u@h.example:8080/p?q=1"#);
+        let e = run(
+            &grok("%{WORD:w} %{QS:q} %{EMAILADDRESS:mail} %{URI:u}"),
+            r#"hi "a \"b\"" x.y@mail.example.org https://u@h.example:8080/p?q=1"#,
+        );
         assert_eq!(e.fields.get("mail").unwrap().as_str(), Some("x.y@mail.example.org"));
         assert_eq!(e.fields.get("u").unwrap().as_str(), Some("https://u@h.example:8080/p?q=1"));
     }
 
     #[test]
     fn regex_custom_patterns_and_errors() {
-        let c = RegexConfig { pattern: Some(r"user=(?P<user>\w+)".into()), grok: None, patterns: BTreeMap::new(), field: None, on_error: OnError::Pass };
+        let c = RegexConfig {
+            pattern: Some(r"user=(?P<user>\w+)".into()),
+            grok: None,
+            patterns: BTreeMap::new(),
+            field: None,
+            on_error: OnError::Pass,
+        };
         assert_eq!(run(&c, "x user=bob y").fields.get("user").unwrap().as_str(), Some("bob"));
         assert_eq!(run(&c, "nothing").fields.get("parse_error").unwrap().as_str(), Some("no match"));
         let mut g = grok("order %{ORDER:id}");

@@ -246,7 +246,8 @@ impl SampleConfig {
                 "level_at_least".to_string(),
                 toml::Value::String(self.keep_level_at_least.clone()),
             )]));
-            let cond = Condition::from_toml(&c).map_err(|m| OptionError::new("keep_level_at_least", format!("{m} (or \"none\")")))?;
+            let cond = Condition::from_toml(&c)
+                .map_err(|m| OptionError::new("keep_level_at_least", format!("{m} (or \"none\")")))?;
             rules.push((cond, 1.0));
         }
         for (i, r) in self.rules.iter().enumerate() {
@@ -256,8 +257,10 @@ impl SampleConfig {
         let tail = match &self.tail {
             None => None,
             Some(t) => {
-                let window = parse_duration(&t.window).map_err(|m| OptionError::new("tail", format!("`tail.window`: {m}")))?;
-                let max_bytes = parse_size(&t.max_bytes).map_err(|m| OptionError::new("tail", format!("`tail.max_bytes`: {m}")))?;
+                let window =
+                    parse_duration(&t.window).map_err(|m| OptionError::new("tail", format!("`tail.window`: {m}")))?;
+                let max_bytes =
+                    parse_size(&t.max_bytes).map_err(|m| OptionError::new("tail", format!("`tail.max_bytes`: {m}")))?;
                 if t.max_traces == 0 {
                     return Err(OptionError::new("tail", "`tail.max_traces` must be at least 1"));
                 }
@@ -270,8 +273,10 @@ impl SampleConfig {
                 if !(a.when_error_ratio_above > 0.0 && a.when_error_ratio_above < 1.0) {
                     return Err(OptionError::new("auto_bypass", "`when_error_ratio_above` must be between 0 and 1"));
                 }
-                let over = parse_duration(&a.over).map_err(|m| OptionError::new("auto_bypass", format!("`over`: {m}")))?;
-                let dur = parse_duration(&a.for_).map_err(|m| OptionError::new("auto_bypass", format!("`for`: {m}")))?;
+                let over =
+                    parse_duration(&a.over).map_err(|m| OptionError::new("auto_bypass", format!("`over`: {m}")))?;
+                let dur =
+                    parse_duration(&a.for_).map_err(|m| OptionError::new("auto_bypass", format!("`for`: {m}")))?;
                 Some(AutoBypass {
                     threshold: a.when_error_ratio_above,
                     over_secs: over.as_secs().max(1) as i64,
@@ -443,7 +448,8 @@ impl AutoBypass {
         }
         let earliest = *self.buckets.first_key_value()?.0;
         // At shutdown every input is complete: judge every window again.
-        let from = if self.evaluated_to == i64::MIN || force { earliest } else { self.evaluated_to + 1 }.max(wm - 86_400);
+        let from =
+            if self.evaluated_to == i64::MIN || force { earliest } else { self.evaluated_to + 1 }.max(wm - 86_400);
         self.evaluated_to = wm;
         (from..=wm).find_map(|end| self.tripped(end).map(|r| (r, end)))
     }
@@ -689,7 +695,16 @@ impl Transform for Sample {
                     } else {
                         let sz = e.size_hint();
                         t.bytes += sz;
-                        t.held.insert(k, TraceBuf { events: vec![e], acks: batch_acks.clone(), last_batch: self.batch_no, bytes: sz, keep: false });
+                        t.held.insert(
+                            k,
+                            TraceBuf {
+                                events: vec![e],
+                                acks: batch_acks.clone(),
+                                last_batch: self.batch_no,
+                                bytes: sz,
+                                keep: false,
+                            },
+                        );
                         t.order.push_back((now + t.window, k));
                     }
                 }
@@ -740,7 +755,11 @@ mod tests {
     fn ev(i: usize, trace: Option<String>, level: &str) -> Event {
         thread_local!(static INFO: Arc<OriginInfo> = OriginInfo::new("s", None));
         let info = INFO.with(|i| i.clone());
-        let mut e = Event::from_line(Bytes::from(format!("line {i}")), Timestamp::from_secs(1_795_000_000 + i as i64 / 1000), Origin { info, offset: i as u64 });
+        let mut e = Event::from_line(
+            Bytes::from(format!("line {i}")),
+            Timestamp::from_secs(1_795_000_000 + i as i64 / 1000),
+            Origin { info, offset: i as u64 },
+        );
         e.fields.insert("level", Value::from(level));
         if let Some(t) = trace {
             e.fields.insert("trace_id", Value::from(t.as_str()));
@@ -778,7 +797,10 @@ mod tests {
         assert!(per_trace.values().all(|&c| c == 10), "all lines of a trace share a decision");
         // A second instance decides identically.
         let again = run(&mut cfg("t2", "rate = 10"), events);
-        assert_eq!(got.iter().map(|e| e.origin.offset).collect::<Vec<_>>(), again.iter().map(|e| e.origin.offset).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter().map(|e| e.origin.offset).collect::<Vec<_>>(),
+            again.iter().map(|e| e.origin.offset).collect::<Vec<_>>()
+        );
         // Without a key: per event, still about 10%.
         let loose: Vec<Event> = (0..100_000).map(|i| ev(i, None, "info")).collect();
         let r = run(&mut cfg("t3", "rate = 0.1"), loose).len() as f64 / 100_000.0;
@@ -826,7 +848,10 @@ mod tests {
 
     #[test]
     fn tail_limits_decide_early_and_shutdown_flushes() {
-        let mut s = cfg("t8", "rate = 1\ntail = { window = \"1h\", keep_if = { level_at_least = \"error\" }, max_traces = 10 }");
+        let mut s = cfg(
+            "t8",
+            "rate = 1\ntail = { window = \"1h\", keep_if = { level_at_least = \"error\" }, max_traces = 10 }",
+        );
         let events: Vec<Event> = (0..100).map(|i| ev(i, Some(format!("t{i}")), "info")).collect();
         let mut got = Vec::new();
         s.process(Batch::new(events), &mut |_: Option<&str>, b: Batch| got.extend(b.events));

@@ -143,12 +143,8 @@ impl Checkpoints {
             s.entry.closed = true;
         }
         // Bound the number of remembered closed streams.
-        let closed: Vec<u64> = st
-            .streams
-            .iter()
-            .filter(|(_, s)| s.entry.closed && s.tracker.in_flight() == 0)
-            .map(|(k, _)| *k)
-            .collect();
+        let closed: Vec<u64> =
+            st.streams.iter().filter(|(_, s)| s.entry.closed && s.tracker.in_flight() == 0).map(|(k, _)| *k).collect();
         if closed.len() > MAX_CLOSED {
             for k in &closed[..closed.len() - MAX_CLOSED] {
                 st.streams.remove(k);
@@ -237,7 +233,6 @@ impl Checkpoints {
             }
         }
     }
-
 }
 
 /// Saved entries indexed for matching against files found at start.

@@ -98,7 +98,9 @@ impl SourceConfig for FileSourceConfig {
         }
         let mut ex = GlobSetBuilder::new();
         for p in &self.exclude {
-            ex.add(Glob::new(p).map_err(|e| OptionError::new("exclude", format!("invalid glob pattern \"{p}\": {e}")))?);
+            ex.add(
+                Glob::new(p).map_err(|e| OptionError::new("exclude", format!("invalid glob pattern \"{p}\": {e}")))?,
+            );
         }
         let exclude = ex.build().map_err(|e| OptionError::new("exclude", e.to_string()))?;
         if self.max_line_bytes < 16 {
@@ -179,9 +181,8 @@ impl Source for FileSource {
         let (cp, saved, rx) = Checkpoints::open(&ctx.data_dir, &ctx.name)?;
         let cpt = cp.clone();
         let (done, abort) = (ctx.checkpoint_done.clone(), ctx.abort.clone());
-        let checkpointer = std::thread::Builder::new()
-            .name(format!("ckpt-{}", ctx.name))
-            .spawn(move || cpt.run(rx, done, abort))?;
+        let checkpointer =
+            std::thread::Builder::new().name(format!("ckpt-{}", ctx.name)).spawn(move || cpt.run(rx, done, abort))?;
         ctx.aux.lock().unwrap().push(checkpointer);
         let first_run = saved.is_empty();
         let mut r = Reader {
@@ -391,7 +392,12 @@ impl Reader<'_> {
 
     /// A file in the directory of `near` (other than files already open) whose first
     /// bytes match `fp` and which is at least `min_len` long.
-    fn find_by_fingerprint(&self, near: &Path, fp: Fingerprint, min_len: u64) -> Option<(PathBuf, File, std::fs::Metadata)> {
+    fn find_by_fingerprint(
+        &self,
+        near: &Path,
+        fp: Fingerprint,
+        min_len: u64,
+    ) -> Option<(PathBuf, File, std::fs::Metadata)> {
         if fp.len == 0 {
             return None;
         }
@@ -545,7 +551,10 @@ impl Reader<'_> {
             t.fp = new_fp;
             t.read_pos = 0;
             t.at_eof = false;
-            (std::mem::replace(&mut t.splitter, LineSplitter::new(max_line, 0)), std::mem::replace(&mut t.agg, fresh_agg))
+            (
+                std::mem::replace(&mut t.splitter, LineSplitter::new(max_line, 0)),
+                std::mem::replace(&mut t.agg, fresh_agg),
+            )
         };
         match self.find_by_fingerprint(&path, old_fp, old_pos) {
             Some((copy_path, file, meta)) => {

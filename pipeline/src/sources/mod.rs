@@ -80,7 +80,6 @@ impl Outputs {
         }
         ok
     }
-
 }
 
 /// Batch size limits from `[pipeline]`.

@@ -235,7 +235,10 @@ pub fn numeric(text: &str, d: NumericDets, out: &mut Vec<Span>) {
             break;
         }
         let end = i;
-        if g == 0 || g > 8 || (end < n && (is_word(b[end]) || (b[end] == b'.' && end + 1 < n && b[end + 1].is_ascii_digit()))) {
+        if g == 0
+            || g > 8
+            || (end < n && (is_word(b[end]) || (b[end] == b'.' && end + 1 < n && b[end + 1].is_ascii_digit())))
+        {
             // Part of a larger word or number: skip the rest of it.
             while i < n && (is_word(b[i]) || b[i] == b'.') {
                 i += 1;
@@ -339,7 +342,10 @@ pub fn iban(text: &str, det: usize, out: &mut Vec<Span>) {
         if i + 15 > n {
             break;
         }
-        if !(b[i].is_ascii_uppercase() && b[i + 1].is_ascii_uppercase() && b[i + 2].is_ascii_digit() && b[i + 3].is_ascii_digit())
+        if !(b[i].is_ascii_uppercase()
+            && b[i + 1].is_ascii_uppercase()
+            && b[i + 2].is_ascii_digit()
+            && b[i + 3].is_ascii_digit())
             || (i > 0 && is_word(b[i - 1]))
         {
             i += 1;
@@ -354,7 +360,11 @@ pub fn iban(text: &str, det: usize, out: &mut Vec<Span>) {
                 buf[k] = b[j];
                 k += 1;
                 j += 1;
-            } else if b[j] == b' ' && k % 4 == 0 && j + 1 < n && (b[j + 1].is_ascii_uppercase() || b[j + 1].is_ascii_digit()) {
+            } else if b[j] == b' '
+                && k % 4 == 0
+                && j + 1 < n
+                && (b[j + 1].is_ascii_uppercase() || b[j + 1].is_ascii_digit())
+            {
                 j += 1;
             } else {
                 break;
@@ -455,8 +465,18 @@ pub fn aws_key(text: &str, det: usize, out: &mut Vec<Span>) {
 
 const SECRET_PREFIXES: [&str; 6] = ["sk_live_", "sk_test_", "rk_live_", "rk_test_", "ghp_", "xoxb-"];
 const SECRET_KEYS: [&str; 12] = [
-    "password", "passwd", "pwd", "secret", "api_key", "apikey", "api-key", "access_token", "refresh_token", "client_secret",
-    "private_key", "auth_token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "private_key",
+    "auth_token",
 ];
 
 pub fn secrets(text: &str, det: usize, out: &mut Vec<Span>) {
@@ -470,10 +490,7 @@ pub fn secrets(text: &str, det: usize, out: &mut Vec<Span>) {
             cap[..1].make_ascii_uppercase();
             pats.extend([k.to_string(), k.to_ascii_uppercase(), cap]);
         }
-        (
-            AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&pats).unwrap(),
-            SECRET_PREFIXES.len(),
-        )
+        (AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&pats).unwrap(), SECRET_PREFIXES.len())
     });
     let b = text.as_bytes();
     for m in ac.find_iter(b) {
@@ -558,7 +575,10 @@ mod tests {
     #[test]
     fn emails_plain_and_url_encoded() {
         assert_eq!(find(Kind::Email, "to jane.doe42@mail.example.org."), vec!["jane.doe42@mail.example.org"]);
-        assert_eq!(find(Kind::Email, "/api/orders?email=jane.doe42%40example.co.uk&x=1"), vec!["jane.doe42%40example.co.uk"]);
+        assert_eq!(
+            find(Kind::Email, "/api/orders?email=jane.doe42%40example.co.uk&x=1"),
+            vec!["jane.doe42%40example.co.uk"]
+        );
         assert!(find(Kind::Email, "user@localhost and @handle and a@b.c1").is_empty());
     }
 
@@ -567,9 +587,17 @@ mod tests {
         assert_eq!(find(Kind::Ipv4, "from 203.0.113.161 port 50015"), vec!["203.0.113.161"]);
         assert!(find(Kind::Ipv4, "version 1.2.3.4.5 and 999.1.1.1 and v1.2.3.4").is_empty());
         assert_eq!(find(Kind::UsSsn, "ssn=123-45-6789 phone"), vec!["123-45-6789"]);
-        assert_eq!(find(Kind::CreditCard, "Card 4111 1111 1111 1111 ok 4111-1111-1111-1111 and 4111111111111111"), vec!["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111"]);
-        assert!(find(Kind::CreditCard, "4111111111111112 ORD-64395127 2026-11-21 01:01:35,654 1795314873123").is_empty());
-        assert_eq!(find(Kind::Phone, "phone=+12345550123 or (555) 123-4567 or 555-123-4567"), vec!["+12345550123", "(555) 123-4567", "555-123-4567"]);
+        assert_eq!(
+            find(Kind::CreditCard, "Card 4111 1111 1111 1111 ok 4111-1111-1111-1111 and 4111111111111111"),
+            vec!["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111"]
+        );
+        assert!(
+            find(Kind::CreditCard, "4111111111111112 ORD-64395127 2026-11-21 01:01:35,654 1795314873123").is_empty()
+        );
+        assert_eq!(
+            find(Kind::Phone, "phone=+12345550123 or (555) 123-4567 or 555-123-4567"),
+            vec!["+12345550123", "(555) 123-4567", "555-123-4567"]
+        );
         assert!(find(Kind::Phone, "pay_f1bd078849e5bf0c 6b4b066d6bd6aa4f amount_cents=57750 in 528ms").is_empty());
     }
 
@@ -579,9 +607,21 @@ mod tests {
         assert_eq!(find(Kind::Jwt, &format!("token {jwt_s} end")), vec![jwt_s]);
         assert_eq!(find(Kind::Bearer, "Authorization: Bearer abc.def-123456"), vec!["abc.def-123456"]);
         assert_eq!(find(Kind::AwsKey, "key AKIAIOSFODNN7EXAMPLE used"), vec!["AKIAIOSFODNN7EXAMPLE"]);
-        assert_eq!(find(Kind::Secret, "API key sk_live_4eC39HqLyjWDarjtT1zdp7dc used"), vec!["sk_live_4eC39HqLyjWDarjtT1zdp7dc"]);
-        assert_eq!(find(Kind::Secret, "login password=hunter2&user=x {\"api_key\": \"abc123\"}"), vec!["hunter2", "abc123"]);
-        assert_eq!(find(Kind::Ipv6, "from 2001:db8::8a2e:370:7334 at 01:02:03 mac aa:bb:cc:dd:ee:ff"), vec!["2001:db8::8a2e:370:7334"]);
-        assert_eq!(find(Kind::Iban, "IBAN DE89 3704 0044 0532 0130 00 and GB82WEST12345698765432 bad GB82WEST12345698765433"), vec!["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432"]);
+        assert_eq!(
+            find(Kind::Secret, "API key sk_live_4eC39HqLyjWDarjtT1zdp7dc used"),
+            vec!["sk_live_4eC39HqLyjWDarjtT1zdp7dc"]
+        );
+        assert_eq!(
+            find(Kind::Secret, "login password=hunter2&user=x {\"api_key\": \"abc123\"}"),
+            vec!["hunter2", "abc123"]
+        );
+        assert_eq!(
+            find(Kind::Ipv6, "from 2001:db8::8a2e:370:7334 at 01:02:03 mac aa:bb:cc:dd:ee:ff"),
+            vec!["2001:db8::8a2e:370:7334"]
+        );
+        assert_eq!(
+            find(Kind::Iban, "IBAN DE89 3704 0044 0532 0130 00 and GB82WEST12345698765432 bad GB82WEST12345698765433"),
+            vec!["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432"]
+        );
     }
 }

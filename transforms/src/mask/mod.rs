@@ -105,15 +105,22 @@ impl MaskConfig {
         for n in &names {
             let kind = Kind::from_name(n).ok_or_else(|| {
                 let known: Vec<&str> = detect::ALL.iter().map(|k| k.name()).collect();
-                OptionError::new("detectors", format!("unknown detector `{n}`, expected one of {} (or a `custom` detector)", known.join(", ")))
+                OptionError::new(
+                    "detectors",
+                    format!("unknown detector `{n}`, expected one of {} (or a `custom` detector)", known.join(", ")),
+                )
             })?;
             dets.push((n.clone(), Det::Builtin(kind)));
         }
         for c in &self.custom {
             if c.name.is_empty() || names.contains(&c.name) {
-                return Err(OptionError::new("custom", format!("custom detector name `{}` is empty or already used", c.name)));
+                return Err(OptionError::new(
+                    "custom",
+                    format!("custom detector name `{}` is empty or already used", c.name),
+                ));
             }
-            let re = Regex::new(&c.pattern).map_err(|e| OptionError::new("custom", format!("detector `{}`: invalid regex: {e}", c.name)))?;
+            let re = Regex::new(&c.pattern)
+                .map_err(|e| OptionError::new("custom", format!("detector `{}`: invalid regex: {e}", c.name)))?;
             dets.push((c.name.clone(), Det::Custom(re)));
         }
         for k in self.modes.keys() {
@@ -146,16 +153,21 @@ impl MaskConfig {
             .collect();
         let needs_key = dets.iter().any(|d| d.mode == Mode::Hash);
         let key = match (&self.hash_key_env, &self.hash_key_file) {
-            (Some(_), Some(_)) => return Err(OptionError::new("hash_key_env", "give `hash_key_env` or `hash_key_file`, not both")),
+            (Some(_), Some(_)) => {
+                return Err(OptionError::new("hash_key_env", "give `hash_key_env` or `hash_key_file`, not both"))
+            }
             (Some(var), None) => Some(
                 std::env::var(var)
                     .ok()
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| OptionError::new("hash_key_env", format!("environment variable `{var}` is not set or empty")))?
+                    .ok_or_else(|| {
+                        OptionError::new("hash_key_env", format!("environment variable `{var}` is not set or empty"))
+                    })?
                     .into_bytes(),
             ),
             (None, Some(path)) => {
-                let k = std::fs::read(path).map_err(|e| OptionError::new("hash_key_file", format!("cannot read \"{path}\": {e}")))?;
+                let k = std::fs::read(path)
+                    .map_err(|e| OptionError::new("hash_key_file", format!("cannot read \"{path}\": {e}")))?;
                 let k = k.trim_ascii().to_vec();
                 if k.is_empty() {
                     return Err(OptionError::new("hash_key_file", format!("\"{path}\" is empty")));
@@ -165,7 +177,10 @@ impl MaskConfig {
             (None, None) => None,
         };
         if needs_key && key.is_none() {
-            return Err(OptionError::new("mode", "`hash` mode needs a key: set `hash_key_env` or `hash_key_file` (never the key itself)"));
+            return Err(OptionError::new(
+                "mode",
+                "`hash` mode needs a key: set `hash_key_env` or `hash_key_file` (never the key itself)",
+            ));
         }
         let n = dets.len();
         Ok(Mask { dets, numeric, key, skip: self.skip_fields.clone(), spans: Vec::new(), counts: vec![0; n] })
@@ -175,7 +190,9 @@ impl MaskConfig {
 fn normalise(kind: Option<Kind>, v: &str) -> String {
     match kind {
         Some(Kind::Email) => v.replace("%40", "@").to_ascii_lowercase(),
-        Some(Kind::CreditCard) | Some(Kind::UsSsn) | Some(Kind::Iban) => v.chars().filter(|c| c.is_ascii_alphanumeric()).collect(),
+        Some(Kind::CreditCard) | Some(Kind::UsSsn) | Some(Kind::Iban) => {
+            v.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+        }
         Some(Kind::Phone) => v.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect(),
         _ => v.to_string(),
     }
@@ -365,7 +382,10 @@ mod tests {
     fn modes() {
         let t = "Sending receipt to Jane.Doe@Example.com card 4111-1111-1111-1111 from 10.1.2.3";
         assert_eq!(mask("", t), "Sending receipt to [EMAIL] card [CREDIT_CARD] from [IPV4]");
-        assert_eq!(mask("mode = \"partial\"", t), "Sending receipt to J***@Example.com card ************1111 from 10.*.*.*");
+        assert_eq!(
+            mask("mode = \"partial\"", t),
+            "Sending receipt to J***@Example.com card ************1111 from 10.*.*.*"
+        );
         std::env::set_var("SLUICE_TEST_MASK_KEY", "k1");
         let h1 = mask("mode = \"hash\"\nhash_key_env = \"SLUICE_TEST_MASK_KEY\"", "a jane.doe@example.com b");
         let h2 = mask("mode = \"hash\"\nhash_key_env = \"SLUICE_TEST_MASK_KEY\"", "x JANE.DOE%40example.com");
@@ -379,7 +399,10 @@ mod tests {
             mask("modes = { email = \"partial\" }\ndetectors = [\"email\", \"ipv4\"]", "j@x.org 1.2.3.4"),
             "j***@x.org [IPV4]"
         );
-        assert_eq!(mask("custom = [{ name = \"order\", pattern = \"ORD-\\\\d{8}\" }]\ndetectors = []", "Order ORD-12345678 x"), "Order [ORDER] x");
+        assert_eq!(
+            mask("custom = [{ name = \"order\", pattern = \"ORD-\\\\d{8}\" }]\ndetectors = []", "Order ORD-12345678 x"),
+            "Order [ORDER] x"
+        );
     }
 
     #[test]
@@ -397,7 +420,11 @@ mod tests {
         use sluice_event::{Origin, OriginInfo, Timestamp};
         let c: MaskConfig = toml::from_str("skip_fields = [\"trace_id\"]").unwrap();
         let mut m = c.compile().unwrap();
-        let mut e = Event::from_line(Bytes::from_static(b"bad \xff a@b.io"), Timestamp(0), Origin { info: OriginInfo::new("s", None), offset: 0 });
+        let mut e = Event::from_line(
+            Bytes::from_static(b"bad \xff a@b.io"),
+            Timestamp(0),
+            Origin { info: OriginInfo::new("s", None), offset: 0 },
+        );
         let mut inner = Fields::new();
         inner.insert("mail", Value::from("x@y.com"));
         e.fields.insert("nested", Value::Map(inner));
