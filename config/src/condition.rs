@@ -17,7 +17,7 @@
 
 use regex::Regex;
 use serde::de::{Deserialize, Deserializer, Error as _};
-use sluice_event::{Event, Value};
+use sluice_event::{Event, Level, Value};
 
 /// A compiled condition.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub enum Condition {
     Matches(String, Regex),
     OneOf(String, Vec<Literal>),
     Compare(String, Op, f64),
-    LevelAtLeast(u8),
+    LevelAtLeast(Level),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +49,6 @@ pub struct Literal {
     text: String,
     num: Option<f64>,
     boolean: Option<bool>,
-}
-
-const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
-
-fn level_rank(s: &str) -> Option<u8> {
-    LEVELS.iter().position(|l| l.eq_ignore_ascii_case(s)).map(|p| p as u8)
 }
 
 impl<'de> Deserialize<'de> for Condition {
@@ -109,8 +103,8 @@ impl Condition {
                 },
                 "level_at_least" => {
                     let s = v.as_str().ok_or("`level_at_least` expects a level name")?;
-                    Condition::LevelAtLeast(level_rank(s).ok_or_else(|| {
-                        format!("`level_at_least`: unknown level `{s}`, expected one of {}", LEVELS.join(", "))
+                    Condition::LevelAtLeast(Level::from_name(s).ok_or_else(|| {
+                        format!("`level_at_least`: unknown level `{s}`, expected one of trace, debug, info, warn, error, fatal")
                     })?)
                 }
                 "matches" => {
@@ -177,10 +171,12 @@ impl Condition {
                 Op::Eq => x == *n,
                 Op::Ne => x != *n,
             }),
-            Condition::LevelAtLeast(min) => match e.fields.get("level").and_then(Value::as_str).and_then(level_rank) {
-                Some(r) => r >= *min,
-                None => false,
-            },
+            Condition::LevelAtLeast(min) => {
+                match e.fields.get("level").and_then(Value::as_str).and_then(Level::from_name) {
+                    Some(r) => r >= *min,
+                    None => false,
+                }
+            }
         }
     }
 }

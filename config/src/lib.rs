@@ -376,10 +376,11 @@ impl Config {
         self.diag_value(&p, message.into())
     }
 
-    /// A diagnostic located at a component option `key` (or the component if absent).
+    /// A diagnostic located at a component option `key` (dotted for nested options,
+    /// `tail.window`, `rules[2].rate`), or its nearest ancestor present in the file.
     pub fn error_at_option(&self, c: &Component, key: &str, message: impl Into<String>) -> Diagnostic {
         let mut p = component_path(c);
-        p.push(PathSeg::Key(key.into()));
+        p.extend(spans::parse_dotted(key));
         self.diag_value(&p, message.into())
     }
 
@@ -433,15 +434,17 @@ pub fn list(items: &[&str]) -> String {
 }
 
 /// A problem with one component option, found when building the component; the
-/// pipeline reports it at the option's line and column.
-#[derive(Debug, Clone)]
+/// pipeline reports it at the option's line and column. `key` is the option's path
+/// inside the component, dotted for nested options (`tail.window`, `rules[2].rate`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{key}`: {message}")]
 pub struct OptionError {
-    pub key: &'static str,
+    pub key: String,
     pub message: String,
 }
 
 impl OptionError {
-    pub fn new(key: &'static str, message: impl Into<String>) -> OptionError {
-        OptionError { key, message: message.into() }
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> OptionError {
+        OptionError { key: key.into(), message: message.into() }
     }
 }

@@ -28,6 +28,25 @@ pub fn dotted(path: &[PathSeg]) -> String {
     s
 }
 
+/// The inverse of [`dotted`]: `tail.window` or `rules[2].rate` as path segments.
+pub fn parse_dotted(key: &str) -> Vec<PathSeg> {
+    let mut out = Vec::new();
+    for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            out.push(PathSeg::Key(name.to_string()));
+        }
+        while let Some((idx, after)) = rest.split_once(']') {
+            match idx.parse() {
+                Ok(i) => out.push(PathSeg::Index(i)),
+                Err(_) => out.push(PathSeg::Key(idx.to_string())),
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    out
+}
+
 #[derive(Debug, Default)]
 pub struct SpanIndex {
     map: HashMap<Vec<PathSeg>, (Option<Range<usize>>, Range<usize>)>,
@@ -82,4 +101,16 @@ pub fn parse(text: &str) -> Result<(toml::Table, SpanIndex), (String, Range<usiz
     let table: toml::Table =
         text.parse().map_err(|e: toml::de::Error| (e.message().trim_end().to_string(), e.span().unwrap_or(0..0)))?;
     Ok((table, index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_round_trip() {
+        for k in ["tail.window", "rules[2].rate", "include[0]", "a"] {
+            assert_eq!(dotted(&parse_dotted(k)), k);
+        }
+    }
 }

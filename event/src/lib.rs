@@ -11,14 +11,22 @@
 //! batch was delivered when every clone of its token is dropped (see [`ack`]).
 //!
 //! Sinks encode events as NDJSON with [`ndjson::encode_event`].
+//!
+//! Beside the event itself, this crate holds what every stage shares at run time:
+//! [`stats`] (per-component counters mirrored to Prometheus) and [`store`] (the durable
+//! state under `data_dir`: versioned JSON documents written crash-safely).
 
 pub mod ack;
 pub mod hash;
+mod level;
 pub mod ndjson;
+pub mod stats;
+pub mod store;
 pub mod time;
 mod value;
 
 pub use ack::{Ack, AckReceiver, AckSignal};
+pub use level::Level;
 pub use time::Timestamp;
 pub use value::{short_eq, ByteStr, Fields, Value};
 

@@ -1,64 +1,10 @@
-//! Log levels, normalised to `trace|debug|info|warn|error|fatal`.
+//! Level inference for formats without a level word. The [`Level`] type itself (its
+//! order, names and normalisation) lives in `sluice_event`.
+
+pub use sluice_event::Level;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::sync::OnceLock;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-            Level::Fatal => "fatal",
-        }
-    }
-
-    /// Normalise a level word: `WARNING`, `ERR`, `CRITICAL`, `PANIC`, `E`, `notice`,
-    /// Java's `SEVERE`/`FINE`, … Case-insensitive; surrounding spaces and brackets ignored.
-    pub fn parse(s: &str) -> Option<Level> {
-        let s = s.trim_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '[' | ']' | '<' | '>' | ':'));
-        if s.is_empty() || s.len() > 13 {
-            return None;
-        }
-        let mut buf = [0u8; 13];
-        for (i, b) in s.bytes().enumerate() {
-            buf[i] = b.to_ascii_lowercase();
-        }
-        Some(match &buf[..s.len()] {
-            b"trace" | b"trc" | b"t" | b"finest" | b"finer" | b"verbose" | b"v" => Level::Trace,
-            b"debug" | b"dbg" | b"d" | b"fine" | b"config" => Level::Debug,
-            b"info" | b"inf" | b"i" | b"information" | b"informational" | b"notice" | b"n" => Level::Info,
-            b"warn" | b"warning" | b"wrn" | b"w" => Level::Warn,
-            b"error" | b"err" | b"e" | b"severe" | b"eror" => Level::Error,
-            b"fatal" | b"ftl" | b"f" | b"critical" | b"crit" | b"c" | b"panic" | b"emerg" | b"emergency" | b"alert"
-            | b"a" | b"dpanic" => Level::Fatal,
-            _ => return None,
-        })
-    }
-
-    /// Syslog severity (0–7).
-    pub fn from_syslog_severity(sev: u8) -> Level {
-        match sev {
-            0..=2 => Level::Fatal,
-            3 => Level::Error,
-            4 => Level::Warn,
-            5 | 6 => Level::Info,
-            _ => Level::Debug,
-        }
-    }
-}
 
 /// Guess a level from message words, for formats without one (Go's `log`). Returns
 /// the most severe level whose word occurs (`panic`/`fatal` → fatal, `error`/`failed`/

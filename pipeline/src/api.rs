@@ -1,6 +1,7 @@
 //! The admin HTTP API: health, Prometheus metrics, status. Loopback by default; with
 //! `[api] token` set, every request needs `Authorization: Bearer TOKEN`.
 
+use crate::controls::{Controls, SamplingChange};
 use crate::topology::Shared;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ApiState {
     pub shared: Arc<Shared>,
+    pub controls: Arc<Controls>,
     pub prometheus: PrometheusHandle,
     pub token: Option<Arc<str>>,
     pub started: std::time::Instant,
@@ -81,19 +83,21 @@ async fn status(State(st): State<ApiState>) -> Response {
     .into_response()
 }
 
-async fn sampling_get() -> Response {
-    Json(serde_json::json!({ "stages": crate::sampling::states() })).into_response()
+async fn sampling_get(State(st): State<ApiState>) -> Response {
+    Json(serde_json::json!({ "stages": st.controls.sampling_states() })).into_response()
 }
 
-async fn sampling_put(ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, body: axum::body::Bytes) -> Response {
-    let change: crate::sampling::Change = match serde_json::from_slice(&body) {
+async fn sampling_put(
+    State(st): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let change: SamplingChange = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid request body: {e}\n")).into_response(),
     };
-    match crate::sampling::apply(&change, &peer.to_string()) {
+    match st.controls.apply_sampling(&change, &peer.to_string()) {
         Ok(states) => Json(serde_json::json!({ "stages": states })).into_response(),
-        Err((code, msg)) => {
-            (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), format!("{msg}\n")).into_response()
-        }
+        Err(r) => (StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), format!("{r}\n")).into_response(),
     }
 }

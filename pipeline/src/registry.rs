@@ -1,57 +1,100 @@
 //! The component registry: one line per component type. Adding a component means
 //! writing its module (config struct + build step) and adding its line here.
 
-use crate::sources::{self, Source, SourceConfig};
 use serde::de::DeserializeOwned;
 use sluice_config::{Component, Config, Diagnostic, Kind, OptionError};
+use sluice_event::store::Store;
 use sluice_sinks::{self as sinks, Sink, SinkConfig, SinkContext};
-use sluice_transforms::{Transform, TransformConfig};
+use sluice_sources::{self as sources, Source, SourceConfig};
+use sluice_transforms::{self as transforms, ExporterSettings, Transform, TransformConfig, TransformContext};
 
 type SourceBuilder = fn(&Config, &Component) -> Result<Box<dyn Source>, Diagnostic>;
 type TransformBuilder = fn(&Config, &Component) -> Result<Box<dyn Transform>, Diagnostic>;
 type SinkBuilder = fn(&Config, &Component) -> Result<Box<dyn Sink>, Diagnostic>;
+type Settings = fn(&Config, &Component, &mut ExporterSettings);
 
-pub const SOURCES: &[(&str, SourceBuilder)] =
-    &[("file", source::<sources::file::FileSourceConfig>), ("stdin", source::<sources::stdin::StdinSourceConfig>)];
+/// One component type: its name in `type = "…"` and its build step.
+pub struct Entry<B> {
+    pub type_name: &'static str,
+    pub build: B,
+    /// What the stage declares before anything is built (transforms only).
+    pub exporter_settings: Option<Settings>,
+}
 
-pub const TRANSFORMS: &[(&str, TransformBuilder)] = &[
-    ("parse", transform::<sluice_transforms::parse::ParseConfig>),
-    ("regex", transform::<sluice_transforms::regex::RegexConfig>),
-    ("filter", transform::<sluice_transforms::filter::FilterConfig>),
-    ("route", transform::<sluice_transforms::filter::RouteConfig>),
-    ("mask", transform::<sluice_transforms::mask::MaskConfig>),
-    ("enrich", transform::<sluice_transforms::enrich::EnrichConfig>),
-    ("sample", transform::<sluice_transforms::sample::SampleConfig>),
-    ("metrics", transform::<sluice_transforms::metrics::MetricsConfig>),
+const fn source<T: DeserializeOwned + SourceConfig>(type_name: &'static str) -> Entry<SourceBuilder> {
+    Entry { type_name, build: build_source::<T>, exporter_settings: None }
+}
+
+const fn transform<T: DeserializeOwned + TransformConfig>(type_name: &'static str) -> Entry<TransformBuilder> {
+    Entry { type_name, build: build_transform::<T>, exporter_settings: Some(settings::<T>) }
+}
+
+const fn sink<T: DeserializeOwned + SinkConfig>(type_name: &'static str) -> Entry<SinkBuilder> {
+    Entry { type_name, build: build_sink::<T>, exporter_settings: None }
+}
+
+pub const SOURCES: &[Entry<SourceBuilder>] =
+    &[source::<sources::file::FileSourceConfig>("file"), source::<sources::stdin::StdinSourceConfig>("stdin")];
+
+pub const TRANSFORMS: &[Entry<TransformBuilder>] = &[
+    transform::<transforms::parse::ParseConfig>("parse"),
+    transform::<transforms::regex::RegexConfig>("regex"),
+    transform::<transforms::filter::FilterConfig>("filter"),
+    transform::<transforms::filter::RouteConfig>("route"),
+    transform::<transforms::mask::MaskConfig>("mask"),
+    transform::<transforms::enrich::EnrichConfig>("enrich"),
+    transform::<transforms::sample::SampleConfig>("sample"),
+    transform::<transforms::metrics::MetricsConfig>("metrics"),
 ];
 
-pub const SINKS: &[(&str, SinkBuilder)] = &[
-    ("file", sink::<sinks::file::FileSinkConfig>),
-    ("console", sink::<sinks::console::ConsoleConfig>),
-    ("blackhole", sink::<sinks::blackhole::BlackholeConfig>),
+pub const SINKS: &[Entry<SinkBuilder>] = &[
+    sink::<sinks::file::FileSinkConfig>("file"),
+    sink::<sinks::console::ConsoleConfig>("console"),
+    sink::<sinks::blackhole::BlackholeConfig>("blackhole"),
 ];
 
 fn located(cfg: &Config, c: &Component, e: OptionError) -> Diagnostic {
-    cfg.error_at_option(c, e.key, format!("`{}.{}.{}`: {}", c.kind.table(), c.name, e.key, e.message))
+    cfg.error_at_option(c, &e.key, format!("`{}.{}.{}`: {}", c.kind.table(), c.name, e.key, e.message))
 }
 
-fn source<T: DeserializeOwned + SourceConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Source>, Diagnostic> {
+fn build_source<T: DeserializeOwned + SourceConfig>(
+    cfg: &Config,
+    c: &Component,
+) -> Result<Box<dyn Source>, Diagnostic> {
     let t: T = cfg.decode(c)?;
     t.build().map_err(|e| located(cfg, c, e))
 }
 
-fn transform<T: DeserializeOwned + TransformConfig>(
+fn build_transform<T: DeserializeOwned + TransformConfig>(
     cfg: &Config,
     c: &Component,
 ) -> Result<Box<dyn Transform>, Diagnostic> {
     let t: T = cfg.decode(c)?;
-    t.build(&sluice_transforms::TransformContext { name: c.name.clone(), data_dir: Some(cfg.data_dir.clone()) })
-        .map_err(|e| located(cfg, c, e))
+    let ctx = TransformContext { name: c.name.clone(), store: Some(Store::new(&cfg.data_dir)) };
+    t.build(&ctx).map_err(|e| located(cfg, c, e))
 }
 
-fn sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {
+fn settings<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component, out: &mut ExporterSettings) {
+    // A config that does not decode is reported by the build step.
+    if let Ok(t) = cfg.decode::<T>(c) {
+        t.exporter_settings(out);
+    }
+}
+
+fn build_sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {
     let t: T = cfg.decode(c)?;
     t.build(&SinkContext { name: c.name.clone() }).map_err(|e| located(cfg, c, e))
+}
+
+/// What the components of `cfg` declare for the exporter, before anything is built.
+pub fn exporter_settings(cfg: &Config) -> ExporterSettings {
+    let mut out = ExporterSettings::default();
+    for c in cfg.components.iter().filter(|c| c.kind == Kind::Transform) {
+        if let Some(f) = lookup(TRANSFORMS, &c.type_name).and_then(|e| e.exporter_settings) {
+            f(cfg, c, &mut out);
+        }
+    }
+    out
 }
 
 /// A built, not yet running component.
@@ -61,8 +104,12 @@ pub enum Built {
     Sink(Box<dyn Sink>),
 }
 
-fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
-    table.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+fn lookup<'a, B>(table: &'a [Entry<B>], name: &str) -> Option<&'a Entry<B>> {
+    table.iter().find(|e| e.type_name == name)
+}
+
+fn names<B>(table: &[Entry<B>]) -> Vec<&'static str> {
+    table.iter().map(|e| e.type_name).collect()
 }
 
 fn unknown_type(cfg: &Config, c: &Component, known: Vec<&str>) -> Diagnostic {
@@ -87,16 +134,16 @@ fn unknown_type(cfg: &Config, c: &Component, known: Vec<&str>) -> Diagnostic {
 pub fn build(cfg: &Config, c: &Component) -> Result<Built, Diagnostic> {
     match c.kind {
         Kind::Source => match lookup(SOURCES, &c.type_name) {
-            Some(b) => b(cfg, c).map(Built::Source),
-            None => Err(unknown_type(cfg, c, SOURCES.iter().map(|x| x.0).collect())),
+            Some(e) => (e.build)(cfg, c).map(Built::Source),
+            None => Err(unknown_type(cfg, c, names(SOURCES))),
         },
         Kind::Transform => match lookup(TRANSFORMS, &c.type_name) {
-            Some(b) => b(cfg, c).map(Built::Transform),
-            None => Err(unknown_type(cfg, c, TRANSFORMS.iter().map(|x| x.0).collect())),
+            Some(e) => (e.build)(cfg, c).map(Built::Transform),
+            None => Err(unknown_type(cfg, c, names(TRANSFORMS))),
         },
         Kind::Sink => match lookup(SINKS, &c.type_name) {
-            Some(b) => b(cfg, c).map(Built::Sink),
-            None => Err(unknown_type(cfg, c, SINKS.iter().map(|x| x.0).collect())),
+            Some(e) => (e.build)(cfg, c).map(Built::Sink),
+            None => Err(unknown_type(cfg, c, names(SINKS))),
         },
     }
 }

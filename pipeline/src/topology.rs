@@ -4,11 +4,11 @@
 //! drains its channel, flushes and exits, and finally the checkpointers save.
 
 use crate::registry::Built;
-use crate::sources::{BatchLimits, Outputs, SourceContext};
-use crate::stats::ComponentStats;
 use sluice_config::{Config, Kind};
+use sluice_event::stats::ComponentStats;
 use sluice_event::{Ack, Batch};
 use sluice_sinks::Sink;
+use sluice_sources::{BatchLimits, Outputs, SourceContext};
 use sluice_transforms::Transform;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +146,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
                     out: default_out,
                     stop: stop.clone(),
                     stats,
-                    data_dir: cfg.data_dir.clone(),
+                    store: sluice_event::store::Store::new(&cfg.data_dir),
                     limits,
                     checkpoint_done: checkpoint_done.clone(),
                     abort: abort.clone(),

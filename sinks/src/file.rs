@@ -66,9 +66,9 @@ fn parse_template(t: &str) -> Result<Vec<Part>, String> {
 impl SinkConfig for FileSinkConfig {
     fn build(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, OptionError> {
         if self.path.trim().is_empty() {
-            return Err(OptionError { key: "path", message: "`path` must not be empty".into() });
+            return Err(OptionError::new("path", "`path` must not be empty"));
         }
-        let template = parse_template(&self.path).map_err(|m| OptionError { key: "path", message: m })?;
+        let template = parse_template(&self.path).map_err(|m| OptionError::new("path", m))?;
         Ok(Box::new(FileSink {
             template,
             fsync: self.fsync,

@@ -43,6 +43,20 @@ pub trait Transform: Send {
     }
     /// Called periodically (see `tick_interval`): emit what became due.
     fn tick(&mut self, _out: &mut dyn Emit) {}
+    /// A handle the runtime may act through while the stage runs (the admin API, flags,
+    /// saved state). Asked once, after the build step.
+    fn control(&self) -> Option<Control> {
+        None
+    }
+}
+
+/// A control handle a stage exposes to the runtime. The runtime collects them when it
+/// builds the topology; nothing is global, so two pipelines in one process (tests)
+/// never share a switch.
+#[derive(Clone)]
+pub enum Control {
+    /// The incident switch of a `sample` stage.
+    Sampling(std::sync::Arc<sample::Switch>),
 }
 
 /// What happened to one batch besides the events emitted.
@@ -61,15 +75,25 @@ pub struct Outcome {
 pub struct TransformContext {
     /// The component name (`[transforms.NAME]`).
     pub name: String,
-    /// Where stages keep state across restarts (the config's `data_dir`); None in tests
-    /// and tools that keep nothing.
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where stages keep state across restarts (documents under the config's
+    /// `data_dir`); None in tests and tools that keep nothing.
+    pub store: Option<sluice_event::store::Store>,
 }
 
 /// A config struct that builds a transform (without side effects beyond reading the
 /// files it names).
 pub trait TransformConfig {
     fn build(&self, ctx: &TransformContext) -> Result<Box<dyn Transform>, OptionError>;
+    /// Settings the Prometheus exporter needs before any stage is built (stages register
+    /// their metrics when built). Called for every stage before the build step.
+    fn exporter_settings(&self, _settings: &mut ExporterSettings) {}
+}
+
+/// Exporter settings stages declare before the pipeline is built.
+#[derive(Debug, Default, Clone)]
+pub struct ExporterSettings {
+    /// Bucket bounds per histogram name (log-derived metrics).
+    pub histogram_buckets: Vec<(String, Vec<f64>)>,
 }
 
 pub use sluice_config::OptionError;

@@ -325,6 +325,10 @@ impl TransformConfig for MetricsConfig {
     fn build(&self, _ctx: &TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(self.compile()?))
     }
+
+    fn exporter_settings(&self, settings: &mut crate::ExporterSettings) {
+        settings.histogram_buckets.extend(self.histogram_buckets());
+    }
 }
 
 impl MetricsConfig {

@@ -34,6 +34,7 @@
 
 use crate::{Emit, OptionError, Outcome, Transform, TransformConfig};
 use serde::Deserialize;
+use sluice_event::store::{Document, Store, StoreError};
 use sluice_event::{Batch, ByteStr, Event, Timestamp, Value};
 use sluice_parsers::mining::{Miner, MinerConfig};
 use sluice_parsers::templates::{Scratch, TemplateSet, TemplateSpec};
@@ -90,12 +91,11 @@ struct TemplatesFile {
 impl TransformConfig for ParseConfig {
     fn build(&self, ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         let mut p = self.compile()?;
-        if let (Some(m), Some(dir)) = (&mut p.miner, &ctx.data_dir) {
-            let path = dir.join("templates").join(format!("{}.json", ctx.name));
-            m.load(&path).map_err(|e| {
-                OptionError::new("mine_unknown", format!("cannot load learned templates from {}: {e}", path.display()))
-            })?;
-            m.path = Some(path);
+        if let (Some(m), Some(store)) = (&mut p.miner, &ctx.store) {
+            let doc = format!("templates/{}.json", ctx.name);
+            m.load(store, &doc)
+                .map_err(|e| OptionError::new("mine_unknown", format!("cannot load learned templates: {e}")))?;
+            m.saved_as = Some((store.clone(), doc));
         }
         Ok(Box::new(p))
     }
@@ -171,7 +171,8 @@ pub struct Learned {
     miner: Miner,
     /// Per template index: (template_id, template) as event values, built once.
     values: Vec<Option<(Value, Value)>>,
-    path: Option<std::path::PathBuf>,
+    /// Where the learned templates are kept (None: not kept).
+    saved_as: Option<(Store, String)>,
     dirty: bool,
 }
 
@@ -184,36 +185,34 @@ struct SavedTemplate {
     aliases: Vec<String>,
 }
 
+/// The learned-templates document of one parse stage.
 #[derive(serde::Serialize, Deserialize)]
 struct SavedTemplates {
-    version: u32,
     templates: Vec<SavedTemplate>,
+}
+
+impl Document for SavedTemplates {
+    const VERSION: u32 = 1;
 }
 
 impl Learned {
     fn new(miner: Miner) -> Learned {
-        Learned { miner, values: Vec::new(), path: None, dirty: false }
+        Learned { miner, values: Vec::new(), saved_as: None, dirty: false }
     }
 
-    fn load(&mut self, path: &std::path::Path) -> Result<(), String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let saved: SavedTemplates = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    fn load(&mut self, store: &Store, doc: &str) -> Result<(), StoreError> {
+        let Some(saved) = store.load::<SavedTemplates>(doc)? else { return Ok(()) };
         self.miner.restore(saved.templates.into_iter().map(|t| (t.template, t.count, t.aliases, String::new())));
         Ok(())
     }
 
-    /// Write the learned templates (atomically: temp file, then rename).
-    pub fn save(&mut self) -> std::io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+    /// Write the learned templates (through the durable-state store).
+    pub fn save(&mut self) -> Result<(), StoreError> {
+        let Some((store, doc)) = &self.saved_as else { return Ok(()) };
         if !self.dirty {
             return Ok(());
         }
         let saved = SavedTemplates {
-            version: 1,
             templates: self
                 .miner
                 .templates()
@@ -226,12 +225,7 @@ impl Learned {
                 })
                 .collect(),
         };
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&saved).expect("serialisable"))?;
-        std::fs::rename(&tmp, path)?;
+        store.save(doc, &saved)?;
         self.dirty = false;
         Ok(())
     }

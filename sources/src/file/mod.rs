@@ -14,10 +14,12 @@
 //! * At start, a checkpointed stream whose file is gone from the include list is looked
 //!   for among its siblings by fingerprint, and its unread remainder is read.
 
-use super::checkpoint::{Checkpoints, Entry, Fingerprint, Saved};
-use super::{Source, SourceConfig, SourceContext};
-use crate::lines::{Line, LineSplitter};
-use crate::multiline::{Aggregator, MultilineConfig, Rule};
+pub mod checkpoint;
+
+use self::checkpoint::{Checkpoints, Entry, Fingerprint, Saved};
+use crate::framing::lines::{Line, LineSplitter};
+use crate::framing::multiline::{Aggregator, MultilineConfig, Rule};
+use crate::{Source, SourceConfig, SourceContext};
 use bytes::BytesMut;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
@@ -178,7 +180,7 @@ fn read_head(f: &File, n: usize) -> std::io::Result<Vec<u8>> {
 
 impl Source for FileSource {
     fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
-        let (cp, saved, rx) = Checkpoints::open(&ctx.data_dir, &ctx.name)?;
+        let (cp, saved, rx) = Checkpoints::open(&ctx.store, &ctx.name)?;
         let cpt = cp.clone();
         let (done, abort) = (ctx.checkpoint_done.clone(), ctx.abort.clone());
         let checkpointer =

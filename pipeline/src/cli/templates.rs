@@ -8,16 +8,50 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+#[derive(clap::Subcommand)]
+pub enum Action {
+    /// Read logs (files, or standard input), print the learned templates with counts
+    /// and an example each, most frequent first.
+    Mine(Options),
+}
+
+#[derive(clap::Args)]
 pub struct Options {
+    /// Header format to strip first, in the `parse` stage's language, e.g.
+    /// "{timestamp} {level} [{logger}] {message}" or a preset (syslog, json, ...).
+    /// Lines that do not fit are mined whole.
+    #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+    /// strftime layout of {timestamp} in --format (default: recognised).
+    #[arg(long, value_name = "LAYOUT")]
     pub timestamp_format: Option<String>,
+    /// Also write the templates as a file `parse` loads with `templates_file`.
+    #[arg(long, value_name = "OUT")]
     pub toml: Option<PathBuf>,
+    /// Instead of the summary, print one NDJSON object per input line, in order:
+    /// the template_id and template of the final template the line belongs to.
+    #[arg(long)]
     pub per_line: bool,
+    /// Distinct words at one position before templates differing only there merge.
+    #[arg(long, default_value_t = 4)]
     pub min_distinct: usize,
+    /// Templates kept in memory (least recently seen forgotten beyond).
+    #[arg(long, default_value_t = 100_000)]
     pub max_templates: usize,
+    /// Extra variable pattern (a regex); may be repeated.
+    #[arg(long = "mask", value_name = "REGEX")]
     pub masks: Vec<String>,
+    /// Templates printed in the summary.
+    #[arg(long, default_value_t = 50)]
     pub top: usize,
+    /// Log files (default: standard input).
     pub files: Vec<PathBuf>,
+}
+
+pub fn main(action: Action) -> ExitCode {
+    match action {
+        Action::Mine(o) => run(o),
+    }
 }
 
 pub fn run(o: Options) -> ExitCode {

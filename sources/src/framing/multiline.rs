@@ -12,7 +12,7 @@
 //! A multi-line record's raw bytes are its lines joined by `\n`; single lines are passed
 //! through without copying.
 
-use crate::lines::Line;
+use crate::framing::lines::Line;
 use bytes::{Bytes, BytesMut};
 use regex::Regex;
 use serde::Deserialize;

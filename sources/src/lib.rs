@@ -1,14 +1,28 @@
-//! Sources: each runs on its own thread, reads input, and sends batches downstream
-//! with blocking sends on bounded channels (so a slow sink slows the source down).
+//! sluice sources: where events come from.
+//!
+//! A source runs on its own thread, reads its input, frames it into lines and sends
+//! [`Batch`]es downstream with blocking sends on bounded channels, so a slow sink slows
+//! the source down instead of growing memory. Every event carries an acknowledgement
+//! token; a source moves its checkpoint only when every sink has acknowledged.
+//!
+//! Each source is one module with its config struct (serde, `deny_unknown_fields`, a doc
+//! comment on every option), its build step ([`SourceConfig::build`], no side effects) and
+//! its runtime ([`Source::run`]):
+//!
+//! * [`file`]: tail files by glob, follow rotation, checkpoints in `data_dir`.
+//! * [`stdin`]: read standard input until it ends.
+//!
+//! [`framing`] holds line splitting and multiline joining shared by the sources. The
+//! pipeline (`sluice-pipeline`) registers each source type with one line in its registry.
 
-pub mod checkpoint;
 pub mod file;
+pub mod framing;
 pub mod stdin;
 
-use crate::stats::ComponentStats;
 use sluice_config::OptionError;
+use sluice_event::stats::ComponentStats;
+use sluice_event::store::Store;
 use sluice_event::Batch;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
@@ -95,7 +109,8 @@ pub struct SourceContext {
     pub out: Outputs,
     pub stop: Arc<AtomicBool>,
     pub stats: Arc<ComponentStats>,
-    pub data_dir: PathBuf,
+    /// Durable state under `data_dir` (checkpoints and the like).
+    pub store: Store,
     pub limits: BatchLimits,
     /// Set by the runtime when every sink has finished: checkpointers save and exit.
     pub checkpoint_done: Arc<AtomicBool>,

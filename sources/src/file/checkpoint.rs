@@ -3,15 +3,16 @@
 //!
 //! The source registers streams and emitted batches; a checkpointer thread receives
 //! acknowledgements, advances each stream over its contiguous prefix of delivered
-//! batches and rewrites `DATA_DIR/checkpoints/SOURCE.json` atomically (write + rename)
-//! whenever something advanced. The offset on disk therefore never runs ahead of what
+//! batches and rewrites `DATA_DIR/checkpoints/SOURCE.json` through the durable-state
+//! store (tmp + fsync + rename + directory fsync) whenever something advanced. The offset on disk therefore never runs ahead of what
 //! the sinks have written: after a crash, lines are re-read, never skipped.
 
 use serde::{Deserialize, Serialize};
 use sluice_event::ack::Tracker;
+use sluice_event::store::{Document, Store, StoreError};
 use sluice_event::{Ack, AckSignal};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,10 +47,14 @@ pub struct Entry {
     pub closed: bool,
 }
 
+/// The checkpoint document of one file source.
 #[derive(Debug, Serialize, Deserialize)]
 struct FileFormat {
-    version: u32,
     streams: Vec<Entry>,
+}
+
+impl Document for FileFormat {
+    const VERSION: u32 = 1;
 }
 
 struct Stream {
@@ -65,6 +70,8 @@ struct State {
 
 /// Shared between the source thread and the checkpointer thread.
 pub struct Checkpoints {
+    store: Store,
+    name: String,
     path: PathBuf,
     state: Mutex<State>,
     tx: Sender<AckSignal>,
@@ -73,26 +80,24 @@ pub struct Checkpoints {
 const MAX_CLOSED: usize = 1024;
 
 impl Checkpoints {
-    /// Open the store of source `name` under `data_dir`; returns it, the entries saved
+    /// Open the checkpoints of source `name` in `store`; returns them, the entries saved
     /// by the previous run, and the receiver the checkpointer thread must drain.
-    pub fn open(data_dir: &Path, name: &str) -> anyhow::Result<(Arc<Checkpoints>, Vec<Entry>, Receiver<AckSignal>)> {
-        let dir = data_dir.join("checkpoints");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create checkpoint directory {}: {e}", dir.display()))?;
-        let path = dir.join(format!("{name}.json"));
-        let saved = match std::fs::read(&path) {
-            Ok(b) => match serde_json::from_slice::<FileFormat>(&b) {
-                Ok(f) => f.streams,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable checkpoint file; starting without checkpoints");
-                    Vec::new()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(anyhow::anyhow!("cannot read checkpoints {}: {e}", path.display())),
+    pub fn open(store: &Store, name: &str) -> anyhow::Result<(Arc<Checkpoints>, Vec<Entry>, Receiver<AckSignal>)> {
+        let doc = format!("checkpoints/{name}.json");
+        let path = store.path(&doc);
+        let saved = match store.load::<FileFormat>(&doc) {
+            Ok(Some(f)) => f.streams,
+            Ok(None) => Vec::new(),
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::Newer { .. })) => {
+                tracing::warn!(error = %e, "unusable checkpoint file; starting without checkpoints");
+                Vec::new()
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot read checkpoints: {e}")),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let cp = Arc::new(Checkpoints {
+            store: store.clone(),
+            name: doc,
             path,
             state: Mutex::new(State { streams: BTreeMap::new(), dirty: false, frozen: false }),
             tx,
@@ -173,19 +178,21 @@ impl Checkpoints {
     }
 
     /// Write the file if anything changed.
-    pub fn save(&self) -> std::io::Result<()> {
-        let body = {
+    pub fn save(&self) -> Result<(), StoreError> {
+        let doc = {
             let mut st = self.state.lock().unwrap();
             if !st.dirty {
                 return Ok(());
             }
             st.dirty = false;
-            let streams: Vec<Entry> = st.streams.values().map(|s| s.entry.clone()).collect();
-            serde_json::to_vec_pretty(&FileFormat { version: 1, streams }).expect("serialisable")
+            FileFormat { streams: st.streams.values().map(|s| s.entry.clone()).collect() }
         };
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, body)?;
-        std::fs::rename(&tmp, &self.path)
+        let r = self.store.save(&self.name, &doc);
+        if r.is_err() {
+            // Try again on the next round.
+            self.state.lock().unwrap().dirty = true;
+        }
+        r
     }
 
     /// The checkpointer loop: apply acknowledgements as they come and save after each

@@ -1,8 +1,8 @@
 //! Source `stdin`: newline-delimited lines from standard input. At end of input the
 //! source finishes, and the pipeline drains, flushes and exits 0.
 
-use super::{Source, SourceConfig, SourceContext};
-use crate::lines::{Line, LineSplitter};
+use crate::framing::lines::{Line, LineSplitter};
+use crate::{Source, SourceConfig, SourceContext};
 use bytes::BytesMut;
 use serde::Deserialize;
 use sluice_config::OptionError;
