@@ -47,9 +47,12 @@ pub fn parse_dotted(key: &str) -> Vec<PathSeg> {
     out
 }
 
+/// Where a key (absent for array items and the root) and its value are.
+type KeyValueSpans = (Option<Range<usize>>, Range<usize>);
+
 #[derive(Debug, Default)]
 pub struct SpanIndex {
-    map: HashMap<Vec<PathSeg>, (Option<Range<usize>>, Range<usize>)>,
+    map: HashMap<Vec<PathSeg>, KeyValueSpans>,
 }
 
 impl SpanIndex {

@@ -16,7 +16,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => n * 86400.0,
         u => return Err(format!("invalid duration \"{s}\": unknown unit `{u}`, expected ms, s, m, h or d")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("invalid duration \"{s}\""));
     }
     Ok(Duration::from_secs_f64(secs))

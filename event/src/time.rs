@@ -91,9 +91,9 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: Timestamp) {
     push2(out, sod % 60);
     let ns = ts.subsec_nanos();
     if ns != 0 {
-        let (val, digits) = if ns % 1_000_000 == 0 {
+        let (val, digits) = if ns.is_multiple_of(1_000_000) {
             (ns / 1_000_000, 3)
-        } else if ns % 1_000 == 0 {
+        } else if ns.is_multiple_of(1_000) {
             (ns / 1_000, 6)
         } else {
             (ns, 9)

@@ -102,7 +102,7 @@ fn epoch(n: StaticNode) -> Option<Timestamp> {
     } else {
         f
     };
-    (nanos < 9.2e18).then(|| Timestamp(nanos as i64))
+    (nanos < 9.2e18).then_some(Timestamp(nanos as i64))
 }
 
 struct Conv<'a> {

@@ -86,7 +86,7 @@ impl Format {
     /// A preset name, or a format string (anything containing `{`).
     pub fn compile(spec: &str, timestamp_format: Option<&str>) -> Result<Format, String> {
         Ok(match spec {
-            "json" => Format::Json(json::JsonParser::default()),
+            "json" => Format::Json(json::JsonParser),
             "logfmt" => Format::Logfmt,
             "syslog" => Format::Syslog,
             "nginx_combined" => Format::Access(access::Flavor::NginxCombined),

@@ -51,9 +51,12 @@ pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), String> {
     Ok((SmolStr::new(name), kind))
 }
 
+/// One piece of a pattern: literal text (`Ok`) or a placeholder's name and kind (`Err`).
+pub type Part = Result<String, (SmolStr, Kind)>;
+
 /// Split a pattern into literal text and placeholders. `{{` and `}}` are literal braces.
-pub fn split_pattern(p: &str) -> Result<Vec<Result<String, (SmolStr, Kind)>>, String> {
-    let mut out: Vec<Result<String, (SmolStr, Kind)>> = Vec::new();
+pub fn split_pattern(p: &str) -> Result<Vec<Part>, String> {
+    let mut out: Vec<Part> = Vec::new();
     let mut lit = String::new();
     let b = p.as_bytes();
     let mut i = 0;

@@ -70,7 +70,7 @@ fn token(s: &str) -> (&str, &str) {
     }
 }
 
-fn rfc3164<'a>(line: &ByteStr, s: &'a str, ctx: &Context, out: &mut Parsed) -> Result<(), ParseError> {
+fn rfc3164(line: &ByteStr, s: &str, ctx: &Context, out: &mut Parsed) -> Result<(), ParseError> {
     let (ts, n) = timestamp::parse_prefix(s, ctx).ok_or_else(|| ParseError::new("syslog: missing timestamp"))?;
     out.timestamp = Some(ts);
     let rest = s[n..].trim_start_matches(' ');
@@ -99,7 +99,7 @@ fn rfc3164<'a>(line: &ByteStr, s: &'a str, ctx: &Context, out: &mut Parsed) -> R
     Ok(())
 }
 
-fn nil_or<'a>(line: &ByteStr, out: &mut Parsed, key: &'static str, v: &'a str) {
+fn nil_or(line: &ByteStr, out: &mut Parsed, key: &'static str, v: &str) {
     if v != "-" && !v.is_empty() {
         out.fields.insert(key, Value::Str(line.slice_str(v)));
     }

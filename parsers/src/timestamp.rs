@@ -44,6 +44,8 @@ fn valid(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> bool {
     (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && s <= 60 && (1..=9999).contains(&y)
 }
 
+// The calendar fields, in order, as each recogniser reads them.
+#[allow(clippy::too_many_arguments)]
 fn make(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32, offset_secs: i64) -> Option<Timestamp> {
     if !valid(y, mo, d, h, mi, s) {
         return None;

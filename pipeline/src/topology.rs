@@ -353,10 +353,8 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &Comp
         let Batch { events, acks } = batch;
         drop(events);
         pending.extend(acks);
-        if pending.len() >= max_pending {
-            if !flush(&mut sink, &mut pending, &mut pending_events) {
-                break;
-            }
+        if pending.len() >= max_pending && !flush(&mut sink, &mut pending, &mut pending_events) {
+            break;
         }
     }
     if !flush(&mut sink, &mut pending, &mut pending_events) {

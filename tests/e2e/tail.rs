@@ -84,7 +84,7 @@ impl FifoCollector {
                 let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
                 l2.lock().unwrap().push(v["message"].as_str().unwrap().to_string());
                 n += 1;
-                if n % 40 == 0 && s2.load(Ordering::Relaxed) {
+                if n.is_multiple_of(40) && s2.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -282,7 +282,7 @@ fn globs_new_files_exclude_and_read_from_end() {
     assert_eq!(e["offset"], (line("NEW", 0).len() + 1) as u64);
 }
 
-fn mkfifo(p: &PathBuf) {
+fn mkfifo(p: &std::path::Path) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
 }

@@ -101,11 +101,11 @@ pub enum Ty {
     Float,
 }
 
-/// Expand a grok expression into a regex; returns it and (group name → field, type).
-pub fn expand_grok(
-    expr: &str,
-    extra: &BTreeMap<String, String>,
-) -> Result<(String, Vec<(String, String, Ty)>), String> {
+/// A grok capture: regex group name, field name, type.
+pub type GrokCapture = (String, String, Ty);
+
+/// Expand a grok expression into a regex; returns it and its captures.
+pub fn expand_grok(expr: &str, extra: &BTreeMap<String, String>) -> Result<(String, Vec<GrokCapture>), String> {
     let mut captures = Vec::new();
     let out = expand(expr, extra, &mut captures, 0)?;
     Ok((out, captures))
@@ -118,7 +118,7 @@ fn lookup<'a>(name: &str, extra: &'a BTreeMap<String, String>) -> Option<&'a str
 fn expand(
     expr: &str,
     extra: &BTreeMap<String, String>,
-    caps: &mut Vec<(String, String, Ty)>,
+    caps: &mut Vec<GrokCapture>,
     depth: usize,
 ) -> Result<String, String> {
     if depth > 20 {

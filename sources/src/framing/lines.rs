@@ -181,7 +181,10 @@ fn utf8_cut(b: &[u8], max: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn run(max: usize, chunks: &[&[u8]], finish: bool) -> (Vec<(Vec<u8>, u64, u32, bool)>, u64) {
+    /// (bytes, offset, part, last part) of each line.
+    type Got = (Vec<u8>, u64, u32, bool);
+
+    fn run(max: usize, chunks: &[&[u8]], finish: bool) -> (Vec<Got>, u64) {
         let mut s = LineSplitter::new(max, 100);
         let mut got = Vec::new();
         let mut f = |l: Line| {
