@@ -1,0 +1,104 @@
+//! Fitting a shape to a template whose `<*>` may span tokens, and the parameters of a
+//! line by alignment (memoised: no exponential time on hostile lines).
+
+use super::*;
+
+/// Does `toks` fit template `tt`, where a `<*>` may take one or more tokens?
+pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
+    // Memoised on (template position, token position): polynomial, whatever the input.
+    pub(super) fn go(tt: &[Tok], toks: &[Tok], i: usize, j: usize, failed: &mut [bool]) -> bool {
+        let slot = i * (toks.len() + 1) + j;
+        if failed[slot] {
+            return false;
+        }
+        let ok = match tt.get(i) {
+            None => j == toks.len(),
+            Some(Tok::Var) => {
+                (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed))
+            }
+            Some(a) => toks.get(j).is_some_and(|b| a == b) && go(tt, toks, i + 1, j + 1, failed),
+        };
+        failed[slot] = !ok;
+        ok
+    }
+    let mut failed = vec![false; (tt.len() + 1) * (toks.len() + 1)];
+    go(tt, toks, 0, 0, &mut failed)
+}
+
+/// Align message words with a template, collecting variable values. Failed
+/// (template position, word position) pairs are remembered, so a line that does not
+/// fit costs polynomial time, not exponential.
+pub(super) fn align(
+    tt: &[Tok],
+    words: &[&[u8]],
+    ti: usize,
+    wi: usize,
+    out: &mut Vec<Vec<u8>>,
+    failed: &mut [bool],
+) -> bool {
+    if ti == tt.len() {
+        return wi == words.len();
+    }
+    let slot = ti * (words.len() + 1) + wi;
+    if failed[slot] {
+        return false;
+    }
+    let mark = out.len();
+    let ok = match &tt[ti] {
+        Tok::Var => {
+            let rest = tt.len() - ti - 1;
+            let max = words.len().saturating_sub(wi).saturating_sub(rest);
+            let mut ok = false;
+            for k in (1..=max).rev() {
+                out.truncate(mark);
+                out.push(words[wi..wi + k].join(&b' '));
+                if align(tt, words, ti + 1, wi + k, out, failed) {
+                    ok = true;
+                    break;
+                }
+            }
+            ok
+        }
+        Tok::Lit(s) => match words.get(wi) {
+            None => false,
+            Some(w) if !s.contains(VAR) => s.as_bytes() == *w && align(tt, words, ti + 1, wi + 1, out, failed),
+            Some(w) => sub_params(s, w, out) && align(tt, words, ti + 1, wi + 1, out, failed),
+        },
+    };
+    if !ok {
+        out.truncate(mark);
+        failed[slot] = true;
+    }
+    ok
+}
+
+/// Values of the `<*>` parts of one token (`blk_<*>` against `blk_-42`).
+pub(super) fn sub_params(pattern: &str, word: &[u8], out: &mut Vec<Vec<u8>>) -> bool {
+    let parts: Vec<&str> = pattern.split(VAR).collect();
+    let mut pos = 0;
+    let first = parts[0].as_bytes();
+    if !word.starts_with(first) {
+        return false;
+    }
+    pos += first.len();
+    for (i, lit) in parts.iter().enumerate().skip(1) {
+        let lit = lit.as_bytes();
+        let last = i == parts.len() - 1;
+        let end = if last {
+            if !word[pos..].ends_with(lit) || word.len() - lit.len() < pos {
+                return false;
+            }
+            word.len() - lit.len()
+        } else if lit.is_empty() {
+            word.len()
+        } else {
+            match memchr::memmem::find(&word[pos..], lit) {
+                Some(k) => pos + k,
+                None => return false,
+            }
+        };
+        out.push(word[pos..end].to_vec());
+        pos = end + lit.len();
+    }
+    true
+}

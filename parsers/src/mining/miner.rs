@@ -1,0 +1,388 @@
+//! Steps 2 and 3: shapes by hash, templates, generalisation, eviction, ids.
+
+use super::*;
+
+/// A learned template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub tokens: Vec<Tok>,
+    /// Lines mined into this template (including templates merged into it).
+    pub count: u64,
+    /// Stable id: FNV-1a of the text, 16 hex digits.
+    pub id: String,
+    pub text: String,
+    /// An example line (the first seen).
+    pub example: String,
+    /// Ids of templates merged into this one.
+    pub aliases: Vec<String>,
+    /// Set when this template was merged into another (index).
+    pub(super) merged_into: Option<u32>,
+    pub(super) last_seen: u64,
+}
+
+/// Result of mining one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mined {
+    /// Index of the shape (stable for this miner; use with [`Miner::template_of_shape`]).
+    pub shape: u32,
+    /// Index of the template now holding the message.
+    pub template: u32,
+}
+
+pub(super) struct Shape {
+    pub(super) template: u32,
+}
+
+/// The online template miner.
+pub struct Miner {
+    pub(super) cfg: MinerConfig,
+    pub(super) masker: Masker,
+    pub(super) shapes: IdMap<u32>,
+    pub(super) shape_list: Vec<Shape>,
+    pub(super) templates: Vec<Template>,
+    /// Live templates by token count.
+    pub(super) by_len: HashMap<usize, Vec<u32>>,
+    /// (len, position, hash of the other tokens) → (distinct words seen there, members).
+    pub(super) families: IdMap<Family>,
+    pub(super) clock: u64,
+    pub(super) live: usize,
+}
+
+#[derive(Default)]
+pub(super) struct Family {
+    pub(super) words: Vec<u64>,
+    pub(super) members: Vec<u32>,
+    /// Every word so far starts with a capital (`Started`, `GET`): states and verbs,
+    /// which need twice as many distinct values to count as a variable.
+    pub(super) capitalised: bool,
+}
+
+impl Miner {
+    pub fn new(cfg: MinerConfig) -> Miner {
+        Miner {
+            cfg,
+            masker: Masker::default(),
+            shapes: IdMap::default(),
+            shape_list: Vec::new(),
+            templates: Vec::new(),
+            by_len: HashMap::new(),
+            families: IdMap::default(),
+            clock: 0,
+            live: 0,
+        }
+    }
+
+    pub fn config(&self) -> &MinerConfig {
+        &self.cfg
+    }
+
+    /// Mine one message.
+    pub fn mine(&mut self, msg: &[u8]) -> Mined {
+        self.clock += 1;
+        self.masker.run(msg, &self.cfg.masks, false);
+        let h = self.masker.hash;
+        if let Some(&s) = self.shapes.get(&h) {
+            let t = self.root(self.shape_list[s as usize].template);
+            self.shape_list[s as usize].template = t;
+            let tpl = &mut self.templates[t as usize];
+            tpl.count += 1;
+            tpl.last_seen = self.clock;
+            return Mined { shape: s, template: t };
+        }
+        self.masker.run(msg, &self.cfg.masks, true);
+        let toks = self.masker.shape_tokens(msg);
+        let t = match self.find_fit(&toks) {
+            Some(t) => t,
+            None => self.add_template(toks, msg),
+        };
+        let t = self.root(t);
+        let tpl = &mut self.templates[t as usize];
+        tpl.count += 1;
+        tpl.last_seen = self.clock;
+        let s = self.shape_list.len() as u32;
+        self.shape_list.push(Shape { template: t });
+        self.shapes.insert(h, s);
+        if self.live > self.cfg.max_templates {
+            self.evict();
+        }
+        Mined { shape: s, template: t }
+    }
+
+    /// Distinct masked token sequences seen (each one map entry).
+    pub fn shape_count(&self) -> usize {
+        self.shapes.len()
+    }
+
+    /// The template a shape belongs to now (after later merges).
+    pub fn template_of_shape(&self, shape: u32) -> u32 {
+        self.root(self.shape_list[shape as usize].template)
+    }
+
+    pub fn template(&self, t: u32) -> &Template {
+        &self.templates[t as usize]
+    }
+
+    /// Live templates (not merged into another), most frequent first.
+    pub fn templates(&self) -> Vec<&Template> {
+        let mut v: Vec<&Template> =
+            self.templates.iter().filter(|t| t.merged_into.is_none() && !t.tokens.is_empty()).collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.cmp(&b.text)));
+        v
+    }
+
+    /// The live template that an id (current or an alias) now belongs to.
+    pub fn resolve(&self, id: &str) -> Option<&Template> {
+        let i = self.templates.iter().position(|t| t.id == id)?;
+        Some(&self.templates[self.root(i as u32) as usize])
+    }
+
+    pub(super) fn root(&self, mut t: u32) -> u32 {
+        while let Some(n) = self.templates[t as usize].merged_into {
+            t = n;
+        }
+        t
+    }
+
+    /// A live template the shape fits: same length with `<*>` where they differ, or a
+    /// `<*>` that takes several tokens.
+    pub(super) fn find_fit(&self, toks: &[Tok]) -> Option<u32> {
+        if let Some(c) = self.by_len.get(&toks.len()) {
+            for &t in c {
+                let tt = &self.templates[t as usize].tokens;
+                if tt.iter().zip(toks).all(|(a, b)| a == b || *a == Tok::Var) {
+                    return Some(t);
+                }
+            }
+        }
+        // A variable spanning more tokens: templates shorter by 1..=4 with a <*>.
+        for d in 1..=4usize {
+            if d >= toks.len() {
+                break;
+            }
+            if let Some(c) = self.by_len.get(&(toks.len() - d)) {
+                for &t in c {
+                    let tt = &self.templates[t as usize].tokens;
+                    // Cheap checks first: the ends must agree unless a <*> is there.
+                    let ends = |a: Option<&Tok>, b: Option<&Tok>| a == Some(&Tok::Var) || a == b;
+                    if ends(tt.first(), toks.first())
+                        && ends(tt.last(), toks.last())
+                        && tt.contains(&Tok::Var)
+                        && fits_with_spans(tt, toks)
+                    {
+                        return Some(t);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn add_template(&mut self, toks: Vec<Tok>, example: &[u8]) -> u32 {
+        let t = self.push_template(toks, String::from_utf8_lossy(example).into_owned(), Vec::new());
+        self.register_families(t);
+        t
+    }
+
+    pub(super) fn push_template(&mut self, tokens: Vec<Tok>, example: String, aliases: Vec<String>) -> u32 {
+        let text = tokens.iter().map(Tok::text).collect::<Vec<_>>().join(" ");
+        let id = crate::templates::template_id(&text);
+        let t = self.templates.len() as u32;
+        self.by_len.entry(tokens.len()).or_default().push(t);
+        self.templates.push(Template {
+            tokens,
+            count: 0,
+            id,
+            text,
+            example,
+            aliases,
+            merged_into: None,
+            last_seen: self.clock,
+        });
+        self.live += 1;
+        t
+    }
+
+    pub(super) fn family_key(tokens: &[Tok], p: usize) -> u64 {
+        let mut h = mix(tokens.len() as u64, p as u64);
+        for (i, t) in tokens.iter().enumerate() {
+            h = if i == p {
+                mix(h, SEP_HASH)
+            } else {
+                match t {
+                    Tok::Var => mix(h, VAR_HASH),
+                    Tok::Lit(s) => hash_bytes(h, s.as_bytes()),
+                }
+            };
+        }
+        h
+    }
+
+    /// Record the template's words in the families of each position; merge a family
+    /// that reaches `min_distinct` different words.
+    pub(super) fn register_families(&mut self, t: u32) {
+        let n = self.templates[t as usize].tokens.len();
+        // Short messages are named by their words (`boot (command <*>)`, `cupsd startup
+        // succeeded`): a position generalises only with enough other words around it.
+        let literals = self.templates[t as usize].tokens.iter().filter(|x| **x != Tok::Var).count();
+        let min_context = self.cfg.min_context;
+        for p in 0..n {
+            if literals < min_context + 1 {
+                break;
+            }
+            if p == 0 && literals < min_context + 2 {
+                continue;
+            }
+            let (word, cap) = match &self.templates[t as usize].tokens[p] {
+                Tok::Var => continue,
+                Tok::Lit(s) => (
+                    hash_bytes(0, s.as_bytes()),
+                    s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+                        .starts_with(|c: char| c.is_ascii_uppercase()),
+                ),
+            };
+            let key = Self::family_key(&self.templates[t as usize].tokens, p);
+            let f = self.families.entry(key).or_insert_with(|| Family { capitalised: true, ..Family::default() });
+            if !f.words.contains(&word) {
+                f.words.push(word);
+                f.capitalised &= cap;
+            }
+            f.members.push(t);
+            let need = self.cfg.min_distinct.max(2) * if f.capitalised { 2 } else { 1 };
+            if f.words.len() >= need {
+                let members: Vec<u32> = std::mem::take(&mut f.members);
+                self.families.remove(&key);
+                self.merge_at(members, p);
+                return; // the merged template registers its own families
+            }
+        }
+    }
+
+    /// Merge live templates (differing only at `p`) into one with `<*>` at `p`.
+    pub(super) fn merge_at(&mut self, members: Vec<u32>, p: usize) {
+        let mut live: Vec<u32> = members.into_iter().map(|m| self.root(m)).collect();
+        live.sort_unstable();
+        live.dedup();
+        live.retain(|&m| self.templates[m as usize].tokens.len() > p);
+        let Some(&first) = live.first() else { return };
+        let mut tokens = self.templates[first as usize].tokens.clone();
+        // `user=root`, `user=guest`, … → `user=<*>`.
+        let key = match &tokens[p] {
+            Tok::Lit(s) => s
+                .find('=')
+                .map(|k| &s[..=k])
+                .filter(|k| {
+                    live.iter()
+                        .all(|&m| matches!(&self.templates[m as usize].tokens[p], Tok::Lit(x) if x.starts_with(*k)))
+                })
+                .map(|k| format!("{k}{VAR}")),
+            Tok::Var => None,
+        };
+        tokens[p] = match key {
+            Some(k) => Tok::Lit(k.into()),
+            None => Tok::Var,
+        };
+        // Fold into a neighbouring <*>.
+        if tokens[p] == Tok::Var && (p > 0 && tokens[p - 1] == Tok::Var)
+            || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var)
+        {
+            tokens.remove(p);
+        }
+        let mut aliases = Vec::new();
+        let mut count = 0;
+        for &m in &live {
+            let tm = &self.templates[m as usize];
+            aliases.push(tm.id.clone());
+            aliases.extend(tm.aliases.iter().cloned());
+            count += tm.count;
+        }
+        let example = self.templates[first as usize].example.clone();
+        // The merged template may already exist (or be covered by one).
+        let target = match self.find_fit(&tokens) {
+            Some(t) if !live.contains(&t) => t,
+            _ => {
+                let t = self.push_template(tokens, example, Vec::new());
+                self.templates[t as usize].last_seen = self.clock;
+                t
+            }
+        };
+        for &m in &live {
+            if m != target {
+                self.templates[m as usize].merged_into = Some(target);
+                let len = self.templates[m as usize].tokens.len();
+                if let Some(v) = self.by_len.get_mut(&len) {
+                    v.retain(|&x| x != m);
+                }
+                self.live -= 1;
+            }
+        }
+        let tt = &mut self.templates[target as usize];
+        tt.count += count;
+        tt.aliases.extend(aliases);
+        tt.aliases.retain(|a| *a != tt.id);
+        self.register_families(target);
+    }
+
+    /// Forget the least recently seen tenth of the templates (their shapes too).
+    pub(super) fn evict(&mut self) {
+        let mut live: Vec<(u64, u32)> = self
+            .templates
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.merged_into.is_none() && t.count > 0)
+            .map(|(i, t)| (t.last_seen, i as u32))
+            .collect();
+        live.sort_unstable();
+        let drop_n = (self.cfg.max_templates / 10).max(1);
+        let gone: std::collections::HashSet<u32> = live.iter().take(drop_n).map(|&(_, t)| t).collect();
+        for &t in &gone {
+            let len = self.templates[t as usize].tokens.len();
+            if let Some(v) = self.by_len.get_mut(&len) {
+                v.retain(|&x| x != t);
+            }
+            let tm = &mut self.templates[t as usize];
+            tm.count = 0;
+            tm.tokens.clear();
+            tm.example.clear();
+            tm.aliases.clear();
+            self.live -= 1;
+        }
+        // Shapes of forgotten templates are forgotten too (they are re-learned if seen).
+        let roots: Vec<u32> = self.shape_list.iter().map(|s| self.root(s.template)).collect();
+        self.shapes.retain(|_, s| !gone.contains(&roots[*s as usize]));
+        self.families.retain(|_, f| {
+            f.members.retain(|m| !gone.contains(m));
+            !f.members.is_empty()
+        });
+    }
+
+    /// The variable values of `msg` for template `t`, in order (empty if it does not
+    /// fit, which happens only for a template changed by later merges).
+    pub fn params(&mut self, msg: &[u8], t: u32) -> Vec<String> {
+        let tpl = &self.templates[t as usize].tokens;
+        let words: Vec<&[u8]> = msg.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+        let mut out = Vec::new();
+        let mut failed = vec![false; (tpl.len() + 1) * (words.len() + 1)];
+        if align(tpl, &words, 0, 0, &mut out, &mut failed) {
+            out.into_iter().map(|s| String::from_utf8_lossy(&s).into_owned()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Rebuild from saved templates (text, count, aliases); shapes are re-learned.
+    pub fn restore(&mut self, saved: impl IntoIterator<Item = (String, u64, Vec<String>, String)>) {
+        for (text, count, aliases, example) in saved {
+            let tokens: Vec<Tok> = text
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(|s| if s == VAR { Tok::Var } else { Tok::Lit(s.into()) })
+                .collect();
+            if tokens.is_empty() || self.find_fit(&tokens).is_some() {
+                continue;
+            }
+            let t = self.push_template(tokens, example, aliases);
+            self.templates[t as usize].count = count;
+            self.register_families(t);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Template mining: learn printf templates (`Payment failed for user <*>: <*>`) from
+//! messages nobody wrote a template for. Online, bounded, deterministic.
+//!
+//! How a message becomes a template:
+//! 1. **Masking.** The message is split on whitespace. Inside each token, every run of
+//!    letters and digits that contains a digit is a variable (`blk_-123` → `blk_<*>`,
+//!    `ORD-00042` → `ORD-<*>`, `30000ms`, `0x1f`, ports, hex and numeric ids); variables
+//!    joined by separators and one- or two-letter words are one variable
+//!    (`attempt_1445_0020_m_000000_0` → `attempt_<*>`). Interface names (`eth0`, `ee0`)
+//!    are words. Whole tokens that are e-mail addresses, URLs, paths, IPv6 addresses, host names with a
+//!    digit, month and weekday names, or empty values (`()`, `""`) are variables, as is
+//!    the value of `key=host.name`. A token made only of variables and separators
+//!    (`10.0.0.1:8080`, a UUID, `1.5s`, `12:00:01`, `"x1"`) is one variable; a unit
+//!    after it (`512 KB`, `30 ms`) belongs to it; consecutive variable tokens fold into
+//!    one, so a variable spanning a different number of tokens does not split a
+//!    template (Drain3 #66). Quoted words (`'Active'`) and word values of `key=value`
+//!    are not masked: they are usually states, and merge only by step 3. User masks
+//!    (regexes) run first.
+//! 2. **Shapes.** The masked token sequence is a *shape*, found by a 64-bit hash in one
+//!    map lookup: the whole per-line cost once a shape has been seen.
+//! 3. **Templates.** A new shape joins an existing template it fits (a `<*>` may take
+//!    one or more tokens), or starts its own. Templates that differ in one word only
+//!    are kept apart until that position has shown `min_distinct` (4) different words,
+//!    twice that if every one is capitalised (`Started`, `GET`): a few values
+//!    (`opened`/`closed`, `up`/`down`, `Paused`/`Resumed`) are different messages, not a
+//!    variable (the Drain3 #109 merge); many values (user names, host names) are one.
+//!    A word generalises only with `min_context` (3) other words in the template, and
+//!    the first word with one more: short messages are named by their words (`boot
+//!    (command <*>)`, `cupsd startup succeeded`).
+//!
+//! Ids: `template_id` is the FNV-1a hash of the template text, the same in every
+//! process. When templates generalise, the merged template gets a new id (its text
+//! changed); the old ids stay known as aliases, [`Miner::resolve`] maps any id seen
+//! before to the template that absorbed it, and lines mined earlier keep the id they
+//! were given.
+//!
+//! Files: [`mask`] (step 1), [`miner`] (steps 2 and 3), [`align`] (spans and parameters).
+
+use std::collections::HashMap;
+
+mod align;
+mod mask;
+mod miner;
+#[cfg(test)]
+mod tests;
+
+use align::*;
+use mask::*;
+pub use miner::{Mined, Miner, Template};
+
+/// The text of a variable in a template.
+pub const VAR: &str = "<*>";
+
+#[derive(Debug, Clone)]
+pub struct MinerConfig {
+    /// Templates kept; the least recently seen are forgotten beyond this.
+    pub max_templates: usize,
+    /// Distinct words at one position before templates differing only there merge.
+    pub min_distinct: usize,
+    /// User masks: text matching any of these is a variable (applied before the rest).
+    pub masks: Vec<regex::Regex>,
+    /// Other literal tokens a template needs before one of its words may generalise.
+    pub min_context: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        MinerConfig { max_templates: 10_000, min_distinct: 4, masks: Vec::new(), min_context: 3 }
+    }
+}
+
+use sluice_event::hash::{hash_bytes, mix, HashKeyed as IdMap};
+
+const VAR_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+const SEP_HASH: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// One piece of a masked token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Piece {
+    Lit(usize, usize),
+    Var,
+}
+
+/// A token of a shape or template: literal text (which may contain `<*>` for masked
+/// parts of the token) or a whole-token variable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Tok {
+    Var,
+    Lit(Box<str>),
+}
+
+impl Tok {
+    fn text(&self) -> &str {
+        match self {
+            Tok::Var => VAR,
+            Tok::Lit(s) => s,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+use super::*;
+
+fn mine_all(lines: &[&str]) -> (Miner, Vec<Mined>) {
+    let mut m = Miner::new(MinerConfig::default());
+    let r = lines.iter().map(|l| m.mine(l.as_bytes())).collect();
+    (m, r)
+}
+
+fn text(m: &Miner, r: Mined) -> String {
+    m.template(m.template_of_shape(r.shape)).text.clone()
+}
+
+#[test]
+fn token_end_finds_every_kind_of_whitespace() {
+    for ws in [" ", "\t", "\n", "\r", "\x0c"] {
+        for k in 0..20 {
+            let m = format!("{}{ws}tail \u{e9}x", "\u{e9}a".repeat(k));
+            let want = m.find(ws).unwrap();
+            assert_eq!(token_scan(m.as_bytes(), 0).0, want, "{m:?}");
+        }
+    }
+    assert_eq!(token_scan(b"abcdefghijklmnop", 3).0, 16);
+    // Flags agree with a byte-by-byte scan, wherever the token starts and ends.
+    let text = "ab1 \u{e9}x. a@b=c:d 0123456789abcdef/ \u{ff}9 zz.yy:9 q=\u{100}";
+    let b = text.as_bytes();
+    for start in 0..b.len() {
+        let (end, flags) = token_scan(b, start);
+        let mut want = 0u8;
+        let mut e = start;
+        while e < b.len() && !b[e].is_ascii_whitespace() {
+            want |= CLASS[b[e] as usize] & (C_DIGIT | C_DOT | C_AT | C_EQ | C_COLON);
+            e += 1;
+        }
+        assert_eq!((end, flags), (e, want), "from {start}");
+    }
+}
+
+#[test]
+fn masks_typed_variables() {
+    let (m, r) = mine_all(&[
+        "Payment failed for user 42: Card declined",
+        "PacketResponder 1 for block blk_-6952295868487656571 terminating",
+        "addStoredBlock: 10.251.73.220:50010 is added to blk_7128370237687728475 size 67108864",
+        "request 3fa85f64-5717-4562-b3fc-2c963f66afa6 took 1.5s from /var/lib/x/y.db for a@b.com",
+        "order ORD-00042 shipped via https://x.example/track?id=1 status=ok",
+        "Component \"x1234\" is in the unavailable state (HWID=3180)",
+        "connection from 1.2.3.4 () at Sun Jul 10 03:55:15 2005",
+        "peer fe80::abcd joined via [2001:db8::ff]:443 and ::",
+    ]);
+    assert_eq!(text(&m, r[0]), "Payment failed for user <*>: Card declined");
+    assert_eq!(text(&m, r[1]), "PacketResponder <*> for block blk_<*> terminating");
+    assert_eq!(text(&m, r[2]), "addStoredBlock: <*> is added to blk_<*> size <*>");
+    assert_eq!(text(&m, r[3]), "request <*> took <*> from <*> for <*>");
+    assert_eq!(text(&m, r[4]), "order ORD-<*> shipped via <*> status=ok");
+    assert_eq!(text(&m, r[5]), "Component <*> is in the unavailable state (HWID=<*>)");
+    assert_eq!(text(&m, r[6]), "connection from <*> at <*>");
+    assert_eq!(text(&m, r[7]), "peer <*> joined via <*> and ::");
+}
+
+#[test]
+fn words_with_few_values_stay_apart_many_merge() {
+    let mut lines = vec!["session opened for user root", "session closed for user root"];
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let owned: Vec<String> = users.iter().map(|u| format!("Invalid user {u} from host")).collect();
+    lines.extend(owned.iter().map(String::as_str));
+    let (m, r) = mine_all(&lines);
+    assert_ne!(
+        m.template_of_shape(r[0].shape),
+        m.template_of_shape(r[1].shape),
+        "opened/closed are different messages"
+    );
+    let t = m.template_of_shape(r[2].shape);
+    assert!(r[2..].iter().all(|x| m.template_of_shape(x.shape) == t), "user names merge");
+    assert_eq!(m.template(t).text, "Invalid user <*> from host");
+    assert_eq!(m.template(t).aliases.len(), 4, "the merged templates' ids are kept as aliases");
+    assert_eq!(
+        m.resolve(&m.template(m.template_of_shape(r[2].shape)).aliases[0]).unwrap().text,
+        "Invalid user <*> from host"
+    );
+}
+
+#[test]
+fn a_variable_spanning_more_tokens_does_not_split() {
+    let (m, r) = mine_all(&[
+        "took 5 ms total",
+        "took 5 10 15 ms total",
+        "user alice logged in",
+        "user bob logged in",
+        "user carol logged in",
+        "user dave logged in",
+        "user John Smith logged in",
+    ]);
+    assert_eq!(m.template_of_shape(r[0].shape), m.template_of_shape(r[1].shape));
+    assert_eq!(
+        m.template_of_shape(r[2].shape),
+        m.template_of_shape(r[6].shape),
+        "a two-word name fits the learned <*>"
+    );
+    assert_eq!(text(&m, r[6]), "user <*> logged in");
+}
+
+#[test]
+fn matching_long_lines_against_many_variables_is_fast() {
+    // 60 variables against 400 words that do not fit: exponential without memos.
+    let tt: Vec<Tok> = (0..60).flat_map(|_| [Tok::Var, Tok::Lit("x".into())]).collect();
+    let words: Vec<&[u8]> =
+        (0..400).map(|i| if i % 3 == 0 { &b"x"[..] } else { &b"y"[..] }).chain([&b"z"[..]]).collect();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut failed = vec![false; (tt.len() + 1) * (words.len() + 1)];
+    assert!(!align(&tt, &words, 0, 0, &mut out, &mut failed));
+    let toks: Vec<Tok> = words.iter().map(|w| Tok::Lit(String::from_utf8_lossy(w).into())).collect();
+    assert!(!fits_with_spans(&tt, &toks));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn user_masks_make_variables() {
+    let mut m = Miner::new(MinerConfig {
+        masks: vec![regex::Regex::new(r"\bcolor-[a-z]+").unwrap()],
+        ..MinerConfig::default()
+    });
+    let a = m.mine(b"paint the wall color-red now");
+    let b = m.mine(b"paint the wall color-blue now");
+    assert_eq!(m.template_of_shape(a.shape), m.template_of_shape(b.shape));
+    assert_eq!(m.template(m.template_of_shape(a.shape)).text, "paint the wall <*> now");
+}
+
+#[test]
+fn params_in_order_and_stable_ids() {
+    let (mut m, r) = mine_all(&["Payment failed for user 42: Card declined"]);
+    let t = m.template_of_shape(r[0].shape);
+    assert_eq!(m.params(b"Payment failed for user 42: Card declined", t), ["42"]);
+    let (m2, r2) = mine_all(&["Payment failed for user 7: Card declined"]);
+    assert_eq!(
+        m.template(t).id,
+        m2.template(m2.template_of_shape(r2[0].shape)).id,
+        "same text, same id in any process"
+    );
+    let (mut m3, r3) = mine_all(&["copied 10.0.0.1:80 blk_-5 in 3 ms"]);
+    let t3 = m3.template_of_shape(r3[0].shape);
+    assert_eq!(
+        m3.params(b"copied 10.0.0.1:80 blk_-5 in 3 ms", t3),
+        ["10.0.0.1:80", "-5", "3 ms"],
+        "a unit goes with its number"
+    );
+}
+
+#[test]
+fn bounded_memory_evicts_least_recently_seen() {
+    let letters = |mut i: usize| {
+        let mut s = String::new();
+        loop {
+            s.push(char::from(b'a' + (i % 26) as u8));
+            i /= 26;
+            if i == 0 {
+                return s;
+            }
+        }
+    };
+    let mut m = Miner::new(MinerConfig { max_templates: 50, ..MinerConfig::default() });
+    for i in 0..500 {
+        let w = letters(i);
+        m.mine(format!("{w} {w}x end").as_bytes());
+        m.mine(b"kept alive message");
+    }
+    let live = m.templates();
+    assert!(live.len() <= 51, "{} templates", live.len());
+    assert!(live.iter().any(|t| t.text == "kept alive message"), "the recently seen template stays");
+    assert!(!live.iter().any(|t| t.text == "a ax end"), "the oldest is forgotten");
+}
