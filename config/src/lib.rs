@@ -136,18 +136,23 @@ impl Default for ApiConfig {
 pub struct PipelineConfig {
     /// Most events per batch.
     pub batch_max_events: usize,
-    /// Most raw bytes per batch.
-    pub batch_max_bytes: usize,
+    /// Most raw bytes read per batch (`"1MiB"`, or a number of bytes).
+    pub batch_max_bytes: units::ByteSize,
     /// Capacity of each edge between components, in batches (memory bound).
     pub buffer_batches: usize,
     /// How long a SIGTERM/SIGINT drain may take before sluice gives up (the unacknowledged
     /// input is then read again at the next start).
-    pub drain_timeout_secs: u64,
+    pub drain_timeout: units::Duration,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { batch_max_events: 4096, batch_max_bytes: 1 << 20, buffer_batches: 4, drain_timeout_secs: 30 }
+        PipelineConfig {
+            batch_max_events: 4096,
+            batch_max_bytes: units::ByteSize(1 << 20),
+            buffer_batches: 4,
+            drain_timeout: units::Duration::from_secs(30),
+        }
     }
 }
 

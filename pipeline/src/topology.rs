@@ -99,7 +99,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
     let aux: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     let limits = BatchLimits {
         max_events: cfg.pipeline.batch_max_events.max(1),
-        max_bytes: cfg.pipeline.batch_max_bytes.max(4096),
+        max_bytes: cfg.pipeline.batch_max_bytes.as_usize().max(4096),
     };
 
     // One input channel per consumer.

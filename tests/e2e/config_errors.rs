@@ -60,8 +60,8 @@ fn wrong_value_types_point_at_value() {
         "CFG:3:11: `sources.app.include`: invalid type: string \"/tmp/*.log\", expected a sequence",
     );
     expect_error(
-        &format!("{SRC}max_line_bytes = \"1MiB\"\n{SINK}"),
-        "CFG:4:18: `sources.app.max_line_bytes`: invalid type: string \"1MiB\", expected usize",
+        &format!("{SRC}max_line_bytes = \"1 MB-ish\"\n{SINK}"),
+        "CFG:4:18: `sources.app.max_line_bytes`: invalid size \"1 MB-ish\": unknown unit `MB-ish`, expected KiB, MiB or GiB",
     );
     expect_error(
         &format!("{SRC}read_from = \"middle\"\n{SINK}"),
@@ -128,4 +128,35 @@ fn help_and_version() {
     // The embedded quickstart config is valid.
     let out = sluice().arg("validate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn typed_values_and_semantic_errors_point_at_the_nested_key() {
+    let sample = |body: &str| {
+        format!("{SRC}[transforms.s]\ntype = \"sample\"\ninputs = [\"app\"]\nrate = 10\n{body}\n[sinks.out]\ntype = \"console\"\ninputs = [\"s\"]\n")
+    };
+    // A duration that does not parse, inside an inline table: its own key, line, column.
+    expect_error(
+        &sample("tail = { window = \"10 parsecs\", keep_if = { level = \"error\" } }"),
+        "CFG:8:19: `transforms.s.tail.window`: invalid duration \"10 parsecs\": unknown unit `parsecs`",
+    );
+    // A bare number where a duration belongs: the unit is not guessed.
+    expect_error(
+        &format!("[sources.app]\ntype = \"file\"\ninclude = [\"/tmp/x/*.log\"]\npoll_interval = 50\n{SINK}"),
+        "CFG:4:17: `sources.app.poll_interval`: invalid type: integer `50`, expected a duration such as \"500ms\"",
+    );
+    // A semantic error found by the build step, also at the nested key.
+    expect_error(
+        &sample("[transforms.s.tail]\nwindow = \"10s\"\nkeep_if = { level = \"error\" }\nmax_traces = 0"),
+        "CFG:11:14: `transforms.s.tail.max_traces`: must be at least 1",
+    );
+    expect_error(
+        &sample("keep_level_at_least = \"loud\""),
+        "CFG:8:23: `transforms.s.keep_level_at_least`: unknown level `loud`, expected one of trace, debug, info, warn, error, fatal or none",
+    );
+    // Sizes take units or a number of bytes.
+    let (code, _, err) = validate(&format!(
+        "[pipeline]\nbatch_max_bytes = \"256KiB\"\ndrain_timeout = \"1m\"\n[sources.app]\ntype = \"file\"\ninclude = [\"/tmp/x/*.log\"]\nmax_line_bytes = 65536\n{SINK}"
+    ));
+    assert_eq!(code, 0, "{err}");
 }

@@ -36,7 +36,7 @@ fn incident_switch_api_cli_audit_persistence_and_expiry() {
     let out = dir.path().join("out");
     let port = free_port();
     let cfg = format!(
-        "data_dir = \"{d}/data\"\n[api]\naddress = \"127.0.0.1:{port}\"\ntoken = \"${{SLUICE_API_TOKEN}}\"\n[sources.app]\ntype = \"file\"\ninclude = [\"{d}/logs/*.log\"]\npoll_interval_ms = 10\n[transforms.p]\ntype = \"parse\"\ninputs = [\"app\"]\nformat = \"{{level}} {{message}}\"\ntemplates = [{{ event = \"done\", pattern = \"request {{n:int}} done trace={{trace_id}}\" }}]\n[transforms.s]\ntype = \"sample\"\ninputs = [\"p\"]\nrate = 1000000\n[sinks.out]\ntype = \"file\"\ninputs = [\"s\"]\npath = \"{o}/out.ndjson\"\n",
+        "data_dir = \"{d}/data\"\n[api]\naddress = \"127.0.0.1:{port}\"\ntoken = \"${{SLUICE_API_TOKEN}}\"\n[sources.app]\ntype = \"file\"\ninclude = [\"{d}/logs/*.log\"]\npoll_interval = \"10ms\"\n[transforms.p]\ntype = \"parse\"\ninputs = [\"app\"]\nformat = \"{{level}} {{message}}\"\ntemplates = [{{ event = \"done\", pattern = \"request {{n:int}} done trace={{trace_id}}\" }}]\n[transforms.s]\ntype = \"sample\"\ninputs = [\"p\"]\nrate = 1000000\n[sinks.out]\ntype = \"file\"\ninputs = [\"s\"]\npath = \"{o}/out.ndjson\"\n",
         d = dir.path().display(),
         o = out.display()
     );

@@ -34,7 +34,7 @@ fn copytruncate(path: &Path, copy: &Path) {
 
 fn file_config(dir: &Path, out: &Path, extra: &str) -> String {
     format!(
-        "{}[pipeline]\nbatch_max_bytes = 65536\nbatch_max_events = 500\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/logs/*.log\"]\nscan_interval_ms = 100\nrotate_wait_secs = 1.0\n{extra}\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}/out.ndjson\"\n",
+        "{}[pipeline]\nbatch_max_bytes = 65536\nbatch_max_events = 500\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/logs/*.log\"]\nscan_interval = \"100ms\"\nrotate_wait = \"1s\"\n{extra}\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}/out.ndjson\"\n",
         header(dir, None),
         dir.display(),
         out.display()
@@ -123,7 +123,7 @@ fn rotation_while_writing_loses_and_duplicates_nothing() {
     append(&a, "T", 0..1000);
     let port = free_port();
     let cfg = format!(
-        "{}[pipeline]\nbatch_max_bytes = 65536\nbatch_max_events = 500\nbuffer_batches = 2\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nscan_interval_ms = 100\nrotate_wait_secs = 1.0\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
+        "{}[pipeline]\nbatch_max_bytes = 65536\nbatch_max_events = 500\nbuffer_batches = 2\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nscan_interval = \"100ms\"\nrotate_wait = \"1s\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
         header(dir.path(), Some(port)),
         logs.display(),
         fifo.display()
@@ -436,7 +436,7 @@ fn multiline_start_pattern_and_timeout_flush() {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let out = dir.path().join("out");
-    let cfg = file_config(dir.path(), &out, "multiline = { start_pattern = \"^\\\\d{4}-\", timeout_ms = 1000 }");
+    let cfg = file_config(dir.path(), &out, "multiline = { start_pattern = \"^\\\\d{4}-\", timeout = \"1s\" }");
     let a = logs.join("a.log");
     std::fs::write(&a, "2026-01 first\n  detail one\n  detail two\n2026-02 second\n2026-03 third\ncontinued\n")
         .unwrap();

@@ -134,7 +134,7 @@ fn run(
             }
         });
         tracing::info!(components = running.shared.stats.len(), "pipeline started");
-        let drained = running.wait(shutdown_signal(), Duration::from_secs(cfg.pipeline.drain_timeout_secs)).await;
+        let drained = running.wait(shutdown_signal(), *cfg.pipeline.drain_timeout).await;
         let failed = running.failed.clone();
         tokio::task::spawn_blocking(move || running.finish(drained)).await?;
         controls.save_if_changed(&store);

@@ -6,7 +6,7 @@
 //!   fingerprint of their first bytes (`fingerprint_bytes`), so a file renamed while
 //!   sluice was down is still recognised.
 //! * Rename rotation: a renamed file stays open and is read to its end; it is closed
-//!   `rotate_wait_secs` after its last data. The new file at the path is read from its
+//!   `rotate_wait` after its last data. The new file at the path is read from its
 //!   beginning.
 //! * Copytruncate: a shrunk file, or one whose first bytes changed, was truncated. The
 //!   unread remainder of the old content is read from the rotated copy in the same
@@ -23,6 +23,7 @@ use crate::{Source, SourceConfig, SourceContext};
 use bytes::BytesMut;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
+use sluice_config::units::{self, ByteSize};
 use sluice_config::OptionError;
 use sluice_event::{Batch, Event, OriginInfo, Timestamp};
 use std::collections::HashSet;
@@ -51,42 +52,42 @@ pub struct FileSourceConfig {
     /// Where to start in files that have no checkpoint on the first start.
     #[serde(default)]
     pub read_from: ReadFrom,
-    /// Longer lines are split into marked parts.
+    /// Longer lines are split into marked parts (`"1MiB"`, or a number of bytes).
     #[serde(default = "default_max_line")]
-    pub max_line_bytes: usize,
+    pub max_line_bytes: ByteSize,
     /// How often to look for new and rotated files.
-    #[serde(default = "default_scan_ms")]
-    pub scan_interval_ms: u64,
+    #[serde(default = "default_scan")]
+    pub scan_interval: units::Duration,
     /// How long to wait when every file is at its end.
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
+    #[serde(default = "default_poll")]
+    pub poll_interval: units::Duration,
     /// How long a rotated file stays open after its last data.
     #[serde(default = "default_rotate_wait")]
-    pub rotate_wait_secs: f64,
+    pub rotate_wait: units::Duration,
     /// How many leading bytes identify a file.
     #[serde(default = "default_fp_bytes")]
-    pub fingerprint_bytes: usize,
+    pub fingerprint_bytes: ByteSize,
     /// Stop (and let the pipeline drain and exit) once every file is read to its end.
     #[serde(default)]
     pub stop_at_eof: bool,
-    /// Fold multi-line records: `{ mode = "java" }` or `{ start_pattern = "…", timeout_ms = 1000 }`.
+    /// Fold multi-line records: `{ mode = "java" }` or `{ start_pattern = "…", timeout = "1s" }`.
     pub multiline: Option<MultilineConfig>,
 }
 
-fn default_max_line() -> usize {
-    1 << 20
+fn default_max_line() -> ByteSize {
+    ByteSize(1 << 20)
 }
-fn default_scan_ms() -> u64 {
-    500
+fn default_scan() -> units::Duration {
+    units::Duration::from_millis(500)
 }
-fn default_poll_ms() -> u64 {
-    50
+fn default_poll() -> units::Duration {
+    units::Duration::from_millis(50)
 }
-fn default_rotate_wait() -> f64 {
-    5.0
+fn default_rotate_wait() -> units::Duration {
+    units::Duration::from_secs(5)
 }
-fn default_fp_bytes() -> usize {
-    256
+fn default_fp_bytes() -> ByteSize {
+    ByteSize(256)
 }
 
 impl SourceConfig for FileSourceConfig {
@@ -105,10 +106,10 @@ impl SourceConfig for FileSourceConfig {
             );
         }
         let exclude = ex.build().map_err(|e| OptionError::new("exclude", e.to_string()))?;
-        if self.max_line_bytes < 16 {
+        if self.max_line_bytes.bytes() < 16 {
             return Err(OptionError::new("max_line_bytes", "`max_line_bytes` must be at least 16"));
         }
-        if !(1..=65536).contains(&self.fingerprint_bytes) {
+        if !(1..=65536).contains(&self.fingerprint_bytes.bytes()) {
             return Err(OptionError::new("fingerprint_bytes", "`fingerprint_bytes` must be between 1 and 65536"));
         }
         let multiline = match &self.multiline {
@@ -208,8 +209,8 @@ impl Source for FileSource {
 
 impl Reader<'_> {
     fn run_loop(&mut self) -> anyhow::Result<()> {
-        let scan_every = Duration::from_millis(self.cfg.scan_interval_ms.max(10));
-        let poll = Duration::from_millis(self.cfg.poll_interval_ms.max(1));
+        let scan_every = self.cfg.scan_interval.0.max(Duration::from_millis(10));
+        let poll = self.cfg.poll_interval.0.max(Duration::from_millis(1));
         let mut last_scan = Instant::now();
         let mut buf = BytesMut::new();
         loop {
@@ -308,7 +309,7 @@ impl Reader<'_> {
     fn open_new(&mut self, path: &Path, startup: bool) -> std::io::Result<()> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
-        let head = read_head(&file, self.cfg.fingerprint_bytes)?;
+        let head = read_head(&file, self.cfg.fingerprint_bytes.as_usize())?;
         let fp = Fingerprint::of(&head);
         let path_s = path.to_string_lossy().to_string();
         let mut start = 0u64;
@@ -347,7 +348,7 @@ impl Reader<'_> {
         let now = Instant::now();
         let (splitter, agg) = match carried {
             Some((s, a)) => (s, a),
-            None => (LineSplitter::new(self.cfg.max_line_bytes, start), self.new_aggregator()),
+            None => (LineSplitter::new(self.cfg.max_line_bytes.as_usize(), start), self.new_aggregator()),
         };
         self.files.push(Tracked {
             key,
@@ -368,7 +369,7 @@ impl Reader<'_> {
     }
 
     fn new_aggregator(&self) -> Option<Aggregator> {
-        self.multiline.as_ref().map(|(rule, t)| Aggregator::new(rule.clone(), *t, self.cfg.max_line_bytes))
+        self.multiline.as_ref().map(|(rule, t)| Aggregator::new(rule.clone(), *t, self.cfg.max_line_bytes.as_usize()))
     }
 
     /// Streams saved by the previous run whose file is no longer at an included path:
@@ -500,7 +501,7 @@ impl Reader<'_> {
         let batch = Batch { events, acks: vec![ack] };
         let out = self.ctx.out.clone();
         let rt = self.ctx.rt.clone();
-        let every = Duration::from_millis(self.cfg.scan_interval_ms.max(10));
+        let every = self.cfg.scan_interval.0.max(Duration::from_millis(10));
         // While held back by a slow consumer, keep discovering files: an open file
         // survives any later rename, so nothing created meanwhile is missed.
         if out.send_blocking_with(&rt, batch, every, || self.scan(false)) {
@@ -513,7 +514,7 @@ impl Reader<'_> {
     /// Detect truncation (size below what was read, or different first bytes) and
     /// handle it. Returns true if the file was truncated.
     fn check_truncation(&mut self, i: usize) -> std::io::Result<bool> {
-        let fp_bytes = self.cfg.fingerprint_bytes;
+        let fp_bytes = self.cfg.fingerprint_bytes.as_usize();
         let t = &mut self.files[i];
         t.last_check = Instant::now();
         let size = t.file.metadata()?.len();
@@ -545,7 +546,7 @@ impl Reader<'_> {
         let new_key = self.new_key();
         let path_s = path.to_string_lossy().to_string();
         self.cp.register(new_key, Entry { path: path_s, fingerprint: new_fp, offset: 0, closed: false });
-        let max_line = self.cfg.max_line_bytes;
+        let max_line = self.cfg.max_line_bytes.as_usize();
         let fresh_agg = self.new_aggregator();
         let (old_splitter, old_agg) = {
             let t = &mut self.files[i];
@@ -640,7 +641,7 @@ impl Reader<'_> {
 
     /// Close rotated files that were read to the end and stayed quiet for `rotate_wait`.
     fn close_finished(&mut self) {
-        let wait = Duration::from_secs_f64(self.cfg.rotate_wait_secs.max(0.0));
+        let wait = *self.cfg.rotate_wait;
         let mut i = 0;
         while i < self.files.len() {
             let t = &self.files[i];

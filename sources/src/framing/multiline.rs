@@ -7,7 +7,7 @@
 //! * `start_pattern = "^\\d{4}-"`: a line matching the pattern starts a new record;
 //!   anything else continues the current one.
 //!
-//! A record is flushed when the next record starts, when it has waited `timeout_ms`
+//! A record is flushed when the next record starts, when it has waited `timeout`
 //! for more lines, when it would exceed `max_line_bytes`, or at the end of the input.
 //! A multi-line record's raw bytes are its lines joined by `\n`; single lines are passed
 //! through without copying.
@@ -27,11 +27,11 @@ pub struct MultilineConfig {
     pub start_pattern: Option<String>,
     /// Flush a record after this long without a new line.
     #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
+    pub timeout: sluice_config::units::Duration,
 }
 
-fn default_timeout() -> u64 {
-    1000
+fn default_timeout() -> sluice_config::units::Duration {
+    sluice_config::units::Duration::from_secs(1)
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ impl MultilineConfig {
             (Some(_), Some(_)) => return Err("give either `mode` or `start_pattern`, not both".into()),
             (None, None) => return Err("give `mode = \"java\"` or a `start_pattern`".into()),
         };
-        Ok((rule, Duration::from_millis(self.timeout_ms.max(1))))
+        Ok((rule, self.timeout.0.max(Duration::from_millis(1))))
     }
 }
 
@@ -179,7 +179,14 @@ mod tests {
     #[test]
     fn java_stack_traces() {
         let text = "2026-11-21 01:00:00.000 [t] ERROR x - Failed to publish\njava.net.SocketTimeoutException: Read timed out\n\tat a.b(C.java:1)\n\t... 12 more\nCaused by: java.io.IOException: x\n\tat d.e(F.java:2)\n2026-11-21 01:00:01.000 [t] INFO x - next";
-        let got = fold(MultilineConfig { mode: Some("java".into()), start_pattern: None, timeout_ms: 1000 }, text);
+        let got = fold(
+            MultilineConfig {
+                mode: Some("java".into()),
+                start_pattern: None,
+                timeout: sluice_config::units::Duration::from_millis(1000),
+            },
+            text,
+        );
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0.lines().count(), 6);
         assert!(got[0].0.ends_with("\tat d.e(F.java:2)"));
@@ -191,13 +198,22 @@ mod tests {
     #[test]
     fn start_pattern_and_timeout() {
         let got = fold(
-            MultilineConfig { mode: None, start_pattern: Some(r"^\d{4}-".into()), timeout_ms: 1000 },
+            MultilineConfig {
+                mode: None,
+                start_pattern: Some(r"^\d{4}-".into()),
+                timeout: sluice_config::units::Duration::from_millis(1000),
+            },
             "2026-a\ncont\n2026-b\n2026-c\nx\ny",
         );
         let texts: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(texts, vec!["2026-a\ncont", "2026-b", "2026-c\nx\ny"]);
-        let (rule, _) =
-            MultilineConfig { mode: Some("java".into()), start_pattern: None, timeout_ms: 1 }.compile().unwrap();
+        let (rule, _) = MultilineConfig {
+            mode: Some("java".into()),
+            start_pattern: None,
+            timeout: sluice_config::units::Duration::from_millis(1),
+        }
+        .compile()
+        .unwrap();
         let mut a = Aggregator::new(rule, Duration::from_millis(1), 1 << 20);
         let mut n = 0;
         a.push(lines("only")[0].clone_for_test(), &mut |_| n += 1);
@@ -205,7 +221,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         a.flush_expired(&mut |_| n += 1);
         assert_eq!(n, 1);
-        assert!(MultilineConfig { mode: Some("python".into()), start_pattern: None, timeout_ms: 1 }.compile().is_err());
+        assert!(MultilineConfig {
+            mode: Some("python".into()),
+            start_pattern: None,
+            timeout: sluice_config::units::Duration::from_millis(1)
+        }
+        .compile()
+        .is_err());
     }
 
     impl Line {

@@ -23,35 +23,45 @@ impl Rate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
+    /// Which events the rule applies to (a condition, e.g. `{ event = "health_check_ok" }`).
     pub when: Condition,
+    /// The rate for matching events: keep 1 in N (`100`), or a ratio (`0.01`).
     pub rate: Rate,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TailConfig {
-    pub window: String,
+    /// How long each trace's events are held before the rate decides (`"10s"`).
+    pub window: units::Duration,
+    /// Keep the whole trace when any of its events matches (`{ level_at_least = "error" }`).
     pub keep_if: Condition,
+    /// Most traces held at once; beyond it the oldest is decided early.
     #[serde(default = "default_max_traces")]
     pub max_traces: usize,
+    /// Most bytes of held events; beyond it the oldest trace is decided early.
     #[serde(default = "default_max_bytes")]
-    pub max_bytes: String,
+    pub max_bytes: ByteSize,
 }
 
 fn default_max_traces() -> usize {
     100_000
 }
-fn default_max_bytes() -> String {
-    "256MiB".into()
+fn default_max_bytes() -> ByteSize {
+    ByteSize(256 << 20)
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoBypassConfig {
+    /// Switch sampling off when the share of error-level events exceeds this (0 to 1).
     pub when_error_ratio_above: f64,
-    pub over: String,
+    /// The window of event time the share is measured over (`"1m"`).
+    pub over: units::Duration,
+    /// How long the automatic bypass lasts (`"15m"`).
     #[serde(rename = "for")]
-    pub for_: String,
+    pub for_: units::Duration,
+    /// Fewest events in the window before the share counts.
     #[serde(default = "default_min_events")]
     pub min_events: u64,
 }
@@ -63,19 +73,25 @@ fn default_min_events() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleConfig {
+    /// Keep 1 in N events (`10`), or a ratio (`0.1`).
     pub rate: Rate,
+    /// Rates for some events, first match wins: `[{ when = { event = "x" }, rate = 100 }]`.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Events at this level or above are always kept (`"none"`: no exception).
     #[serde(default = "default_keep_level")]
-    pub keep_level_at_least: String,
+    pub keep_level_at_least: LevelOrNone,
+    /// The field whose value decides (one decision per trace).
     #[serde(default = "default_key")]
     pub key_field: String,
+    /// Tail sampling: hold each trace for a window, keep it whole if an event matches.
     pub tail: Option<TailConfig>,
+    /// Switch sampling off by itself when the error share rises.
     pub auto_bypass: Option<AutoBypassConfig>,
 }
 
-fn default_keep_level() -> String {
-    "warn".into()
+fn default_keep_level() -> LevelOrNone {
+    LevelOrNone(Some(Level::Warn))
 }
 fn default_key() -> String {
     "trace_id".into()
@@ -91,46 +107,35 @@ impl SampleConfig {
     pub fn compile(&self, name: &str) -> Result<Sample, OptionError> {
         let base = self.rate.keep_probability().map_err(|m| OptionError::new("rate", m))?;
         let mut rules = Vec::new();
-        if self.keep_level_at_least != "none" {
-            let c = toml::Value::Table(toml::Table::from_iter([(
-                "level_at_least".to_string(),
-                toml::Value::String(self.keep_level_at_least.clone()),
-            )]));
-            let cond = Condition::from_toml(&c)
-                .map_err(|m| OptionError::new("keep_level_at_least", format!("{m} (or \"none\")")))?;
-            rules.push((cond, 1.0));
+        if let LevelOrNone(Some(level)) = self.keep_level_at_least {
+            rules.push((Condition::LevelAtLeast(level), 1.0));
         }
         for (i, r) in self.rules.iter().enumerate() {
-            let p = r.rate.keep_probability().map_err(|m| OptionError::new("rules", format!("rules[{i}]: {m}")))?;
+            let p = r.rate.keep_probability().map_err(|m| OptionError::new(format!("rules[{i}].rate"), m))?;
             rules.push((r.when.clone(), p));
         }
         let tail = match &self.tail {
             None => None,
             Some(t) => {
-                let window =
-                    parse_duration(&t.window).map_err(|m| OptionError::new("tail", format!("`tail.window`: {m}")))?;
-                let max_bytes =
-                    parse_size(&t.max_bytes).map_err(|m| OptionError::new("tail", format!("`tail.max_bytes`: {m}")))?;
-                if t.max_traces == 0 {
-                    return Err(OptionError::new("tail", "`tail.max_traces` must be at least 1"));
+                if t.window.is_zero() {
+                    return Err(OptionError::new("tail.window", "must be longer than 0s"));
                 }
-                Some(Tail::new(window, t.keep_if.clone(), t.max_traces, max_bytes as usize))
+                if t.max_traces == 0 {
+                    return Err(OptionError::new("tail.max_traces", "must be at least 1"));
+                }
+                Some(Tail::new(*t.window, t.keep_if.clone(), t.max_traces, t.max_bytes.as_usize()))
             }
         };
         let auto = match &self.auto_bypass {
             None => None,
             Some(a) => {
                 if !(a.when_error_ratio_above > 0.0 && a.when_error_ratio_above < 1.0) {
-                    return Err(OptionError::new("auto_bypass", "`when_error_ratio_above` must be between 0 and 1"));
+                    return Err(OptionError::new("auto_bypass.when_error_ratio_above", "must be between 0 and 1"));
                 }
-                let over =
-                    parse_duration(&a.over).map_err(|m| OptionError::new("auto_bypass", format!("`over`: {m}")))?;
-                let dur =
-                    parse_duration(&a.for_).map_err(|m| OptionError::new("auto_bypass", format!("`for`: {m}")))?;
                 Some(AutoBypass {
                     threshold: a.when_error_ratio_above,
-                    over_secs: over.as_secs().max(1) as i64,
-                    dur,
+                    over_secs: a.over.as_secs().max(1) as i64,
+                    dur: *a.for_,
                     min_events: a.min_events,
                     buckets: BTreeMap::new(),
                     total: 0,

@@ -34,7 +34,7 @@
 use crate::{Emit, OptionError, Outcome, Transform, TransformConfig, TransformContext};
 use serde::Deserialize;
 use sluice_config::condition::Condition;
-use sluice_config::units::{parse_duration, parse_size};
+use sluice_config::units::{self, ByteSize, Level, LevelOrNone};
 use sluice_event::{Ack, Batch, Event, Timestamp, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
