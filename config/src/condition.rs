@@ -255,6 +255,18 @@ fn lookup<'a>(e: &'a Event, path: &str) -> Option<Found<'a>> {
     Some(Found::Value(cur))
 }
 
+impl schemars::JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Condition".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "object", "format": "condition" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

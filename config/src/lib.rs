@@ -114,11 +114,12 @@ pub struct Component {
 }
 
 /// `[api]`: the admin HTTP API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Listen address. Loopback unless configured otherwise.
     pub address: String,
+    /// Serve the API at all (`false`: no listener).
     pub enabled: bool,
     /// Bearer token required on every request when set (use `${ENV_VAR}`).
     pub token: Option<String>,
@@ -131,7 +132,7 @@ impl Default for ApiConfig {
 }
 
 /// `[pipeline]`: batching and buffering.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Most events per batch.

@@ -124,8 +124,13 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 impl Serialize for ByteSize {
+    /// `"64MiB"` for whole units, else the number of bytes.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if self.0 >= 1024 && self.0.is_multiple_of(1024) {
+            s.collect_str(self)
+        } else {
+            s.serialize_u64(self.0)
+        }
     }
 }
 
@@ -239,3 +244,29 @@ mod tests {
         assert_eq!(ByteSize(1000).to_string(), "1000");
     }
 }
+
+/// A schema for a value written as a string of one kind (`format` names the kind in
+/// the generated reference).
+fn string_schema(format: &str) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": format })
+}
+
+macro_rules! schema_as {
+    ($t:ty, $name:literal, $schema:expr) => {
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                $schema
+            }
+        }
+    };
+}
+
+schema_as!(Duration, "Duration", string_schema("duration"));
+schema_as!(ByteSize, "ByteSize", schemars::json_schema!({ "type": ["string", "integer"], "format": "size" }));
+schema_as!(LevelOrNone, "LevelOrNone", string_schema("level or none"));

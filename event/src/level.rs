@@ -94,3 +94,15 @@ impl serde::Serialize for Level {
         s.serialize_str(self.as_str())
     }
 }
+
+impl schemars::JsonSchema for Level {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Level".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "level" })
+    }
+}

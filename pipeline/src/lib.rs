@@ -9,5 +9,6 @@
 
 pub mod api;
 pub mod controls;
+pub mod reference;
 pub mod registry;
 pub mod topology;

@@ -1,6 +1,7 @@
 //! The component registry: one line per component type. Adding a component means
 //! writing its module (config struct + build step) and adding its line here.
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use sluice_config::{Component, Config, Diagnostic, Kind, OptionError};
 use sluice_event::store::Store;
@@ -19,18 +20,26 @@ pub struct Entry<B> {
     pub build: B,
     /// What the stage declares before anything is built (transforms only).
     pub exporter_settings: Option<Settings>,
+    /// The JSON schema of the config struct, with its doc comments (for the reference).
+    pub schema: fn() -> schemars::Schema,
 }
 
-const fn source<T: DeserializeOwned + SourceConfig>(type_name: &'static str) -> Entry<SourceBuilder> {
-    Entry { type_name, build: build_source::<T>, exporter_settings: None }
+const fn source<T: DeserializeOwned + SourceConfig + JsonSchema>(type_name: &'static str) -> Entry<SourceBuilder> {
+    Entry { type_name, build: build_source::<T>, exporter_settings: None, schema: schema::<T> }
 }
 
-const fn transform<T: DeserializeOwned + TransformConfig>(type_name: &'static str) -> Entry<TransformBuilder> {
-    Entry { type_name, build: build_transform::<T>, exporter_settings: Some(settings::<T>) }
+const fn transform<T: DeserializeOwned + TransformConfig + JsonSchema>(
+    type_name: &'static str,
+) -> Entry<TransformBuilder> {
+    Entry { type_name, build: build_transform::<T>, exporter_settings: Some(settings::<T>), schema: schema::<T> }
 }
 
-const fn sink<T: DeserializeOwned + SinkConfig>(type_name: &'static str) -> Entry<SinkBuilder> {
-    Entry { type_name, build: build_sink::<T>, exporter_settings: None }
+const fn sink<T: DeserializeOwned + SinkConfig + JsonSchema>(type_name: &'static str) -> Entry<SinkBuilder> {
+    Entry { type_name, build: build_sink::<T>, exporter_settings: None, schema: schema::<T> }
+}
+
+fn schema<T: JsonSchema>() -> schemars::Schema {
+    schemars::schema_for!(T)
 }
 
 pub const SOURCES: &[Entry<SourceBuilder>] =

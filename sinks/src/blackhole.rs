@@ -4,7 +4,7 @@ use crate::{OptionError, Sink, SinkConfig, SinkContext, SinkError};
 use serde::Deserialize;
 use sluice_event::Batch;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {}
 

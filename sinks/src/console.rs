@@ -5,7 +5,7 @@ use serde::Deserialize;
 use sluice_event::{ndjson::Encoder, Batch};
 use std::io::Write;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {}
 

@@ -9,23 +9,24 @@ use sluice_config::OptionError;
 use sluice_event::{Batch, Event, OriginInfo, Timestamp};
 use std::io::Read;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinSourceConfig {
+    /// Longer lines are split into marked parts (`"1MiB"`, or a number of bytes).
     #[serde(default = "default_max_line")]
-    pub max_line_bytes: usize,
+    pub max_line_bytes: sluice_config::units::ByteSize,
 }
 
-fn default_max_line() -> usize {
-    1 << 20
+fn default_max_line() -> sluice_config::units::ByteSize {
+    sluice_config::units::ByteSize(1 << 20)
 }
 
 impl SourceConfig for StdinSourceConfig {
     fn build(&self) -> Result<Box<dyn Source>, OptionError> {
-        if self.max_line_bytes < 16 {
+        if self.max_line_bytes.bytes() < 16 {
             return Err(OptionError::new("max_line_bytes", "`max_line_bytes` must be at least 16"));
         }
-        Ok(Box::new(StdinSource { max_line: self.max_line_bytes }))
+        Ok(Box::new(StdinSource { max_line: self.max_line_bytes.as_usize() }))
     }
 }
 

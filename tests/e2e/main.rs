@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod config_errors;
 mod corpus;
+mod docs;
 mod mining;
 mod observability;
 mod sampling;

@@ -29,25 +29,33 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupConfig {
+    /// The table: a CSV file with a header row, or a JSON file (reloaded when it changes).
     pub file: String,
+    /// The event field whose value is looked up in the table's key column.
     pub key: String,
+    /// Columns of the matching row copied into the event.
     pub fields: Vec<String>,
     /// Most rows kept in the cache (default 1,000,000).
     pub max_rows: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
+    /// Static fields set when absent: `{ env = "prod", service = "${SERVICE}" }`.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
     pub fields: toml::Table,
+    /// Add `host` (this machine's name).
     #[serde(default)]
     pub host: bool,
+    /// Read a W3C `traceparent` into `trace_id`, `span_id`, `trace_flags`, and rename other trace id spellings to `trace_id`.
     #[serde(default = "yes")]
     pub trace_context: bool,
+    /// Lookup tables (`[[transforms.NAME.lookup]]`): add columns of the row whose key matches a field.
     #[serde(default)]
     pub lookup: Vec<LookupConfig>,
 }

@@ -20,9 +20,10 @@ use serde::Deserialize;
 use sluice_config::condition::Condition;
 use sluice_event::Batch;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
+    /// Keep the events matching this condition; the others are dropped (counted as `filtered`).
     pub when: Condition,
 }
 
@@ -51,9 +52,12 @@ impl Transform for Filter {
 /// Name of the output that receives events no route matched.
 pub const UNMATCHED: &str = "_unmatched";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// Named outputs and their conditions, in order: `route.errors = { level_at_least = "error" }`;
+    /// consumers read `NAME.errors`, and `NAME._unmatched` gets what no route matched.
+    #[schemars(with = "std::collections::BTreeMap<String, sluice_config::condition::Condition>")]
     pub route: indexmap_like::OrderedRoutes,
 }
 

@@ -37,54 +37,78 @@ use sluice_config::condition::Condition;
 use sluice_event::{Batch, Event, Value};
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CounterSpec {
+    /// The metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`; counters end in `_total`).
     pub name: String,
+    /// The HELP text shown on `/metrics`.
     pub help: Option<String>,
+    /// Only events matching this condition count (default: every event).
     pub when: Option<Condition>,
+    /// Event fields whose values label the series (mask them first: they leave sluice).
     #[serde(default)]
     pub labels: Vec<String>,
     /// Add this field's value instead of 1.
     pub field: Option<String>,
+    /// Most label combinations; further ones go to one `__overflow__` series (default 1000).
     pub max_series: Option<usize>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistogramSpec {
+    /// The metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`; counters end in `_total`).
     pub name: String,
+    /// The HELP text shown on `/metrics`.
     pub help: Option<String>,
+    /// Only events matching this condition count (default: every event).
     pub when: Option<Condition>,
+    /// Event fields whose values label the series (mask them first: they leave sluice).
     #[serde(default)]
     pub labels: Vec<String>,
+    /// The numeric field observed.
     pub field: String,
+    /// Multiply the field by this before observing (`0.001`: milliseconds to seconds).
     pub scale: Option<f64>,
+    /// Histogram bucket bounds, after `scale` (default: Prometheus's default buckets).
     pub buckets: Option<Vec<f64>>,
+    /// Most label combinations; further ones go to one `__overflow__` series (default 1000).
     pub max_series: Option<usize>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GaugeSpec {
+    /// The metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`; counters end in `_total`).
     pub name: String,
+    /// The HELP text shown on `/metrics`.
     pub help: Option<String>,
+    /// Only events matching this condition count (default: every event).
     pub when: Option<Condition>,
+    /// Event fields whose values label the series (mask them first: they leave sluice).
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Set the gauge to this numeric field's value.
     pub field: Option<String>,
+    /// Add 1 to the gauge when an event matches.
     pub inc_when: Option<Condition>,
+    /// Subtract 1 from the gauge when an event matches.
     pub dec_when: Option<Condition>,
+    /// Most label combinations; further ones go to one `__overflow__` series (default 1000).
     pub max_series: Option<usize>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
+    /// Counters (`[[transforms.NAME.counter]]`): add 1, or a field's value, per matching event.
     #[serde(default)]
     pub counter: Vec<CounterSpec>,
+    /// Histograms (`[[transforms.NAME.histogram]]`): observe a numeric field × `scale`.
     #[serde(default)]
     pub histogram: Vec<HistogramSpec>,
+    /// Gauges (`[[transforms.NAME.gauge]]`): set from a field, or moved by `inc_when`/`dec_when`.
     #[serde(default)]
     pub gauge: Vec<GaugeSpec>,
 }

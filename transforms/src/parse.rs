@@ -40,7 +40,7 @@ use sluice_parsers::mining::{Miner, MinerConfig};
 use sluice_parsers::templates::{Scratch, TemplateSet, TemplateSpec};
 use sluice_parsers::{level, Context, Format, Parsed};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     #[default]
@@ -48,14 +48,16 @@ pub enum OnError {
     Drop,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateEntry {
+    /// The event name lines matching the pattern get (`payment_failed`).
     pub event: String,
+    /// The printf template: literal text and `{name}` / `{name:int}` placeholders.
     pub pattern: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParseConfig {
     /// A preset (`json`, `logfmt`, `syslog`, `nginx_combined`, `apache_common`,
@@ -64,13 +66,18 @@ pub struct ParseConfig {
     pub format: Option<String>,
     /// strftime layout for `{timestamp}` when it is not one of the recognised layouts.
     pub timestamp_format: Option<String>,
+    /// Guess `level` from the message words when the format has none (`failed` → error).
     #[serde(default)]
     pub infer_level: bool,
+    /// Printf templates tried on the message: `[{ event = "x", pattern = "…{user_id}…" }]`.
     #[serde(default)]
     pub templates: Vec<TemplateEntry>,
+    /// A TOML file with more templates, as `[[templates]]` tables (`sluice templates mine --toml` writes one).
     pub templates_file: Option<String>,
+    /// Lines that fail the format: `"pass"` them on raw with `parse_error`, or `"drop"` them (counted).
     #[serde(default)]
     pub on_error: OnError,
+    /// `event` given to messages no template matches (none: no `event` field).
     pub default_event: Option<String>,
     /// Learn templates for messages no declared template matches.
     #[serde(default)]
@@ -82,7 +89,7 @@ pub struct ParseConfig {
     pub mine_masks: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TemplatesFile {
     templates: Vec<TemplateEntry>,

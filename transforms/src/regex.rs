@@ -155,14 +155,19 @@ fn expand(
     Ok(out)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexConfig {
+    /// A regex whose named groups (`(?P<client>\\S+)`) become fields (give this or `grok`).
     pub pattern: Option<String>,
+    /// A grok expression: `%{IPORHOST:client} %{INT:status:int}` (give this or `pattern`).
     pub grok: Option<String>,
+    /// Extra grok patterns by name: `{ MYID = "ORD-\\d+" }`.
     #[serde(default)]
     pub patterns: BTreeMap<String, String>,
+    /// The field to match (default: the message).
     pub field: Option<String>,
+    /// Lines that do not match: `"pass"` them on with `parse_error`, or `"drop"` them (counted).
     #[serde(default)]
     pub on_error: OnError,
 }

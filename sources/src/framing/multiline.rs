@@ -18,7 +18,7 @@ use regex::Regex;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineConfig {
     /// `"java"` for Java/JVM stack traces.

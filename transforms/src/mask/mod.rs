@@ -32,7 +32,7 @@ use sha2::Sha256;
 use sluice_event::{Batch, ByteStr, Event, Fields, Marks, Value};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Redact,
@@ -40,25 +40,34 @@ pub enum Mode {
     Hash,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomDetector {
+    /// The detector's name: the redaction label (`[ORDER_ID]`), hash prefix and metric label.
     pub name: String,
+    /// The regex a value must match.
     pub pattern: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaskConfig {
+    /// Built-in detectors to run (`email`, `credit_card`, `ipv4`, `phone`, …); default: all.
     pub detectors: Option<Vec<String>>,
+    /// What to do with a match: `redact` (`[EMAIL]`), `partial` (`j***@example.com`) or `hash` (keyed pseudonym).
     #[serde(default = "default_mode")]
     pub mode: Mode,
+    /// Per-detector modes: `{ email = "hash", credit_card = "partial" }`.
     #[serde(default)]
     pub modes: BTreeMap<String, Mode>,
+    /// Environment variable holding the HMAC key for `hash` (the key never goes in the file).
     pub hash_key_env: Option<String>,
+    /// File holding the HMAC key for `hash` (e.g. a mounted secret).
     pub hash_key_file: Option<String>,
+    /// Fields never masked (`trace_id`).
     #[serde(default)]
     pub skip_fields: Vec<String>,
+    /// Extra detectors: `[{ name = "order_id", pattern = "ORD-\\d{8}" }]`.
     #[serde(default)]
     pub custom: Vec<CustomDetector>,
 }

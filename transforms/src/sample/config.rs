@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Rate {
     OneIn(u64),
@@ -20,7 +20,7 @@ impl Rate {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Which events the rule applies to (a condition, e.g. `{ event = "health_check_ok" }`).
@@ -29,7 +29,7 @@ pub struct RuleConfig {
     pub rate: Rate,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TailConfig {
     /// How long each trace's events are held before the rate decides (`"10s"`).
@@ -51,7 +51,7 @@ fn default_max_bytes() -> ByteSize {
     ByteSize(256 << 20)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoBypassConfig {
     /// Switch sampling off when the share of error-level events exceeds this (0 to 1).
@@ -70,7 +70,7 @@ fn default_min_events() -> u64 {
     100
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleConfig {
     /// Keep 1 in N events (`10`), or a ratio (`0.1`).
