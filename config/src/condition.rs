@@ -80,15 +80,17 @@ fn number(v: &toml::Value, what: &str) -> Result<f64, String> {
 
 impl Condition {
     /// Compile a `when` value.
-    pub fn from_toml(v: &toml::Value) -> Result<Condition, String> {
+    pub fn from_toml(v: &toml::Value) -> Result<Condition, crate::ValueError> {
         let toml::Value::Table(t) = v else {
-            return Err(format!("a condition is a table such as {{ level = \"error\" }}, found {}", v.type_str()));
+            return Err(
+                format!("a condition is a table such as {{ level = \"error\" }}, found {}", v.type_str()).into()
+            );
         };
         let mut all = Vec::new();
         for (k, v) in t {
             all.push(match k.as_str() {
                 "any" | "all" => {
-                    let toml::Value::Array(items) = v else { return Err(format!("`{k}` expects an array of conditions")) };
+                    let toml::Value::Array(items) = v else { return Err(format!("`{k}` expects an array of conditions").into()) };
                     let cs = items.iter().map(Condition::from_toml).collect::<Result<Vec<_>, _>>()?;
                     if k == "any" {
                         Condition::Any(cs)
@@ -135,7 +137,7 @@ impl Condition {
                                 other => {
                                     return Err(format!(
                                         "`{field}.{other}`: unknown comparison, expected `gt`, `gte`, `lt`, `lte`, `eq` or `ne`"
-                                    ))
+                                    ).into())
                                 }
                             };
                             cs.push(Condition::Compare(field.to_string(), o, number(val, &format!("{field}.{op}"))?));
@@ -335,7 +337,7 @@ mod tests {
     fn errors() {
         let bad = |t: &str| {
             let v: toml::Table = toml::from_str(&format!("when = {t}")).unwrap();
-            Condition::from_toml(&v["when"]).unwrap_err()
+            Condition::from_toml(&v["when"]).unwrap_err().0
         };
         assert!(bad(r#"{ level_at_least = "loud" }"#).contains("unknown level `loud`"));
         assert!(bad(r#"{ matches = { message = "(" } }"#).contains("invalid regex"));

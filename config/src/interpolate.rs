@@ -3,7 +3,7 @@
 use crate::spans::PathSeg;
 
 /// Interpolate one string. Errors name the missing variable or the malformed reference.
-pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, crate::ValueError> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }
@@ -24,7 +24,7 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid environment variable name `{name}` in \"{s}\""));
+                return Err(format!("invalid environment variable name `{name}` in \"{s}\"").into());
             }
             match (env(name), default) {
                 (Some(v), _) if !(v.is_empty() && default.is_some()) => out.push_str(&v),
@@ -33,7 +33,8 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
                 (None, None) => {
                     return Err(format!(
                         "environment variable `{name}` is not set (write `${{{name}:-default}}` to give a default)"
-                    ))
+                    )
+                    .into())
                 }
             }
             rest = &r[end + 1..];
@@ -122,8 +123,8 @@ mod tests {
         assert_eq!(interpolate("${EMPTY:-d}", &env).unwrap(), "d");
         assert_eq!(interpolate("${EMPTY}", &env).unwrap(), "");
         assert_eq!(interpolate("cost $$5 $x", &env).unwrap(), "cost $5 $x");
-        let e = interpolate("${NOPE}", &env).unwrap_err();
+        let e = interpolate("${NOPE}", &env).unwrap_err().0;
         assert!(e.contains("`NOPE` is not set"), "{e}");
-        assert!(interpolate("${HOST", &env).unwrap_err().contains("unterminated"));
+        assert!(interpolate("${HOST", &env).unwrap_err().0.contains("unterminated"));
     }
 }

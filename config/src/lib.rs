@@ -27,6 +27,24 @@ pub mod units;
 
 pub use interpolate::interpolate;
 
+/// A value in the configuration that does not mean anything (a malformed condition,
+/// an unresolvable `${VAR}`); the caller locates it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+impl From<String> for ValueError {
+    fn from(s: String) -> ValueError {
+        ValueError(s)
+    }
+}
+
+impl From<&str> for ValueError {
+    fn from(s: &str) -> ValueError {
+        ValueError(s.to_string())
+    }
+}
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use spans::{PathSeg, SpanIndex};

@@ -36,7 +36,7 @@ pub struct FormatString {
 }
 
 impl FormatString {
-    pub fn compile(fmt: &str, ts_format: Option<&str>) -> Result<FormatString, String> {
+    pub fn compile(fmt: &str, ts_format: Option<&str>) -> Result<FormatString, crate::PatternError> {
         if fmt.is_empty() {
             return Err("the format string is empty".into());
         }

@@ -47,6 +47,31 @@ impl Parsed {
     }
 }
 
+/// A format string, template or placeholder that does not compile; the message says
+/// what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError(pub String);
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PatternError {}
+
+impl From<String> for PatternError {
+    fn from(s: String) -> PatternError {
+        PatternError(s)
+    }
+}
+
+impl From<&str> for PatternError {
+    fn from(s: &str) -> PatternError {
+        PatternError(s.to_string())
+    }
+}
+
 /// Why a line did not fit its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub Cow<'static, str>);
@@ -84,7 +109,7 @@ pub enum Format {
 
 impl Format {
     /// A preset name, or a format string (anything containing `{`).
-    pub fn compile(spec: &str, timestamp_format: Option<&str>) -> Result<Format, String> {
+    pub fn compile(spec: &str, timestamp_format: Option<&str>) -> Result<Format, PatternError> {
         Ok(match spec {
             "json" => Format::Json(json::JsonParser),
             "logfmt" => Format::Logfmt,
@@ -99,7 +124,8 @@ impl Format {
                 return Err(format!(
                     "unknown format `{other}`: expected a preset ({}) or a format string with {{placeholders}}",
                     PRESETS.join(", ")
-                ))
+                )
+                .into())
             }
         })
     }

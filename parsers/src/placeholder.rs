@@ -20,7 +20,7 @@ pub enum Kind {
 }
 
 /// Parse the inside of `{…}`: `name` or `name:type`.
-pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), String> {
+pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), crate::PatternError> {
     let (name, ty) = match spec.split_once(':') {
         Some((n, t)) => (n.trim(), Some(t.trim())),
         None => (spec.trim(), None),
@@ -28,7 +28,7 @@ pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), String> {
     if name.is_empty()
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '@' || c == '-')
     {
-        return Err(format!("invalid placeholder name `{{{spec}}}` (letters, digits, `_`, `.`, `-`, `@`)"));
+        return Err(format!("invalid placeholder name `{{{spec}}}` (letters, digits, `_`, `.`, `-`, `@`)").into());
     }
     let kind = match ty {
         None => match name {
@@ -45,7 +45,8 @@ pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), String> {
         Some(other) => {
             return Err(format!(
                 "unknown placeholder type `{other}` in `{{{spec}}}`, expected `int`, `float`, `ip`, `hex` or `str`"
-            ))
+            )
+            .into())
         }
     };
     Ok((SmolStr::new(name), kind))
@@ -55,7 +56,7 @@ pub fn parse_spec(spec: &str) -> Result<(SmolStr, Kind), String> {
 pub type Part = Result<String, (SmolStr, Kind)>;
 
 /// Split a pattern into literal text and placeholders. `{{` and `}}` are literal braces.
-pub fn split_pattern(p: &str) -> Result<Vec<Part>, String> {
+pub fn split_pattern(p: &str) -> Result<Vec<Part>, crate::PatternError> {
     let mut out: Vec<Part> = Vec::new();
     let mut lit = String::new();
     let b = p.as_bytes();
@@ -79,12 +80,14 @@ pub fn split_pattern(p: &str) -> Result<Vec<Part>, String> {
                     return Err(format!(
                         "placeholders `{{{}}}` at byte {i} in \"{p}\" follows another placeholder directly; put literal text between them",
                         &p[i + 1..end]
-                    ));
+                    ).into());
                 }
                 out.push(Err(parse_spec(&p[i + 1..end])?));
                 i = end + 1;
             }
-            b'}' => return Err(format!("unmatched `}}` at byte {i} in \"{p}\" (write `}}}}` for a literal brace)")),
+            b'}' => {
+                return Err(format!("unmatched `}}` at byte {i} in \"{p}\" (write `}}}}` for a literal brace)").into())
+            }
             _ => {
                 let ch = p[i..].chars().next().unwrap();
                 lit.push(ch);
@@ -99,7 +102,7 @@ pub fn split_pattern(p: &str) -> Result<Vec<Part>, String> {
     for part in &out {
         if let Err((name, _)) = part {
             if !seen.insert(name.clone()) {
-                return Err(format!("placeholder `{{{name}}}` appears twice in \"{p}\""));
+                return Err(format!("placeholder `{{{name}}}` appears twice in \"{p}\"").into());
             }
         }
     }
@@ -137,10 +140,10 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(p[0], Ok("Payment failed for user ".to_string()));
         assert_eq!(p[1], Err((SmolStr::new("user_id"), Kind::Int)));
-        assert!(split_pattern("{a}{b}").unwrap_err().contains("follows another placeholder"));
-        assert!(split_pattern("{a:date}").unwrap_err().contains("unknown placeholder type `date`"));
-        assert!(split_pattern("x {a").unwrap_err().contains("unclosed"));
-        assert!(split_pattern("{a} {a}").unwrap_err().contains("appears twice"));
+        assert!(split_pattern("{a}{b}").unwrap_err().0.contains("follows another placeholder"));
+        assert!(split_pattern("{a:date}").unwrap_err().0.contains("unknown placeholder type `date`"));
+        assert!(split_pattern("x {a").unwrap_err().0.contains("unclosed"));
+        assert!(split_pattern("{a} {a}").unwrap_err().0.contains("appears twice"));
         assert_eq!(split_pattern("{{literal}}").unwrap(), vec![Ok("{literal}".to_string())]);
     }
 }

@@ -79,16 +79,16 @@ pub fn template_id(pattern: &str) -> String {
 }
 
 impl TemplateSet {
-    pub fn compile(specs: &[TemplateSpec]) -> Result<TemplateSet, String> {
+    pub fn compile(specs: &[TemplateSpec]) -> Result<TemplateSet, crate::PatternError> {
         let mut templates = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
             if s.event.trim().is_empty() {
-                return Err(format!("template {i}: `event` must not be empty"));
+                return Err(format!("template {i}: `event` must not be empty").into());
             }
             let parts =
                 placeholder::split_pattern(&s.pattern).map_err(|e| format!("template {i} (`{}`): {e}", s.event))?;
             if parts.is_empty() {
-                return Err(format!("template {i} (`{}`): the pattern is empty", s.event));
+                return Err(format!("template {i} (`{}`): the pattern is empty", s.event).into());
             }
             let mut pieces = Vec::new();
             let mut literal_len = 0;

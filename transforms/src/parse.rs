@@ -38,7 +38,7 @@ use sluice_event::store::{Document, Store, StoreError};
 use sluice_event::{Batch, ByteStr, Event, Timestamp, Value};
 use sluice_parsers::mining::{Miner, MinerConfig};
 use sluice_parsers::templates::{Scratch, TemplateSet, TemplateSpec};
-use sluice_parsers::{level, Context, Format, Parsed};
+use sluice_parsers::{level, Context, Format, ParseError, Parsed};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -111,9 +111,10 @@ impl TransformConfig for ParseConfig {
 impl ParseConfig {
     pub fn compile(&self) -> Result<Parse, OptionError> {
         let format = match &self.format {
-            Some(f) => {
-                Some(Format::compile(f, self.timestamp_format.as_deref()).map_err(|m| OptionError::new("format", m))?)
-            }
+            Some(f) => Some(
+                Format::compile(f, self.timestamp_format.as_deref())
+                    .map_err(|m| OptionError::new("format", m.to_string()))?,
+            ),
             None => None,
         };
         if let Some(tf) = &self.timestamp_format {
@@ -134,7 +135,7 @@ impl ParseConfig {
             })?;
             specs.extend(file.templates.into_iter().map(|t| TemplateSpec { event: t.event, pattern: t.pattern }));
         }
-        let templates = TemplateSet::compile(&specs).map_err(|m| OptionError::new("templates", m))?;
+        let templates = TemplateSet::compile(&specs).map_err(|m| OptionError::new("templates", m.to_string()))?;
         Ok(Parse {
             format,
             templates,
@@ -255,6 +256,14 @@ impl Learned {
     }
 }
 
+/// The `parse_error` value: most reasons are static texts (no allocation).
+fn reason_value(reason: ParseError) -> ByteStr {
+    match reason.0 {
+        std::borrow::Cow::Borrowed(s) => ByteStr::from_static(s),
+        std::borrow::Cow::Owned(s) => s.into(),
+    }
+}
+
 fn level_value(l: sluice_parsers::Level) -> Value {
     Value::Str(ByteStr::from_static(l.as_str()))
 }
@@ -268,8 +277,8 @@ impl Parse {
         }
     }
 
-    /// Parse one event in place. Returns false if it failed the format.
-    pub fn apply(&mut self, e: &mut Event, ctx: &Context) -> Result<(), String> {
+    /// Parse one event in place; an error says why the line did not fit the format.
+    pub fn apply(&mut self, e: &mut Event, ctx: &Context) -> Result<(), ParseError> {
         let line = match &e.message {
             Some(m) => m.clone(),
             // SAFETY: `message` is None only when the raw bytes are valid UTF-8.
@@ -277,7 +286,7 @@ impl Parse {
         };
         if let Some(fmt) = &self.format {
             self.parsed.clear();
-            fmt.parse(&line, ctx, &mut self.parsed).map_err(|err| err.0.into_owned())?;
+            fmt.parse(&line, ctx, &mut self.parsed)?;
             let p = std::mem::take(&mut self.parsed);
             if let Some(t) = p.timestamp {
                 e.timestamp = t;
@@ -368,7 +377,7 @@ impl Transform for Parse {
             if let Err(reason) = self.apply(e, &ctx) {
                 outcome.errors += 1;
                 match self.on_error {
-                    OnError::Pass => e.fields.insert("parse_error", Value::Str(reason.into())),
+                    OnError::Pass => e.fields.insert("parse_error", Value::Str(reason_value(reason))),
                     OnError::Drop => failed.push(i),
                 }
             }

@@ -105,7 +105,10 @@ pub enum Ty {
 pub type GrokCapture = (String, String, Ty);
 
 /// Expand a grok expression into a regex; returns it and its captures.
-pub fn expand_grok(expr: &str, extra: &BTreeMap<String, String>) -> Result<(String, Vec<GrokCapture>), String> {
+pub fn expand_grok(
+    expr: &str,
+    extra: &BTreeMap<String, String>,
+) -> Result<(String, Vec<GrokCapture>), sluice_parsers::PatternError> {
     let mut captures = Vec::new();
     let out = expand(expr, extra, &mut captures, 0)?;
     Ok((out, captures))
@@ -187,7 +190,8 @@ impl RegexConfig {
                 (p.clone(), "pattern", names)
             }
             (None, Some(g)) => {
-                let (re, names) = expand_grok(g, &self.patterns).map_err(|m| OptionError::new("grok", m))?;
+                let (re, names) =
+                    expand_grok(g, &self.patterns).map_err(|m| OptionError::new("grok", m.to_string()))?;
                 (re, "grok", names)
             }
             _ => return Err(OptionError::new("pattern", "give exactly one of `pattern` (a regex) or `grok`")),

@@ -113,7 +113,7 @@ impl SourceConfig for FileSourceConfig {
             return Err(OptionError::new("fingerprint_bytes", "`fingerprint_bytes` must be between 1 and 65536"));
         }
         let multiline = match &self.multiline {
-            Some(m) => Some(m.compile().map_err(|e| OptionError::new("multiline", e))?),
+            Some(m) => Some(m.compile()?),
             None => None,
         };
         Ok(Box::new(FileSource { cfg: self.clone(), exclude, multiline }))

@@ -16,6 +16,7 @@ use crate::framing::lines::Line;
 use bytes::{Bytes, BytesMut};
 use regex::Regex;
 use serde::Deserialize;
+use sluice_config::OptionError;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -41,18 +42,27 @@ pub enum Rule {
 }
 
 impl MultilineConfig {
-    pub fn compile(&self) -> Result<(Rule, Duration), String> {
+    /// Check the options; an error names the nested option (`multiline.start_pattern`).
+    pub fn compile(&self) -> Result<(Rule, Duration), OptionError> {
         let rule = match (self.mode.as_deref(), &self.start_pattern) {
             (Some("java"), None) => Rule::Java(
                 Regex::new(r"^(?:[a-zA-Z_$][\w$]*\.)+[a-zA-Z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)")
                     .expect("static regex"),
             ),
-            (None, Some(p)) => Rule::Start(Regex::new(p).map_err(|e| format!("invalid `start_pattern`: {e}"))?),
+            (None, Some(p)) => Rule::Start(
+                Regex::new(p)
+                    .map_err(|e| OptionError::new("multiline.start_pattern", format!("invalid regex: {e}")))?,
+            ),
             (Some(m), None) => {
-                return Err(format!("unknown multiline mode `{m}`, expected `java` (or give `start_pattern`)"))
+                return Err(OptionError::new(
+                    "multiline.mode",
+                    format!("unknown multiline mode `{m}`, expected `java` (or give `start_pattern`)"),
+                ))
             }
-            (Some(_), Some(_)) => return Err("give either `mode` or `start_pattern`, not both".into()),
-            (None, None) => return Err("give `mode = \"java\"` or a `start_pattern`".into()),
+            (Some(_), Some(_)) => {
+                return Err(OptionError::new("multiline", "give either `mode` or `start_pattern`, not both"))
+            }
+            (None, None) => return Err(OptionError::new("multiline", "give `mode = \"java\"` or a `start_pattern`")),
         };
         Ok((rule, self.timeout.0.max(Duration::from_millis(1))))
     }
