@@ -18,6 +18,8 @@ pub enum Level {
 }
 
 impl Level {
+    // Called per line by the parsers, from another crate.
+    #[inline]
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Trace => "trace",
@@ -31,6 +33,8 @@ impl Level {
 
     /// Normalise a level word: `WARNING`, `ERR`, `CRITICAL`, `PANIC`, `E`, `notice`,
     /// Java's `SEVERE`/`FINE`, … Case-insensitive; surrounding spaces and brackets ignored.
+    // Called per line by the parsers, from another crate.
+    #[inline]
     pub fn parse(s: &str) -> Option<Level> {
         let s = s.trim_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '[' | ']' | '<' | '>' | ':'));
         if s.is_empty() || s.len() > 13 {
@@ -53,6 +57,8 @@ impl Level {
     }
 
     /// Syslog severity (0–7).
+    // Called per line by the parsers, from another crate.
+    #[inline]
     pub fn from_syslog_severity(sev: u8) -> Level {
         match sev {
             0..=2 => Level::Fatal,
@@ -69,6 +75,8 @@ impl Level {
     pub const ALL: [Level; 6] = [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Fatal];
 
     /// One of the six canonical names (any case), as written in configuration.
+    // Called per line by the parsers, from another crate.
+    #[inline]
     pub fn from_name(s: &str) -> Option<Level> {
         Level::ALL.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(s))
     }
