@@ -25,7 +25,7 @@ pub mod timestamp;
 pub use level::Level;
 pub use timestamp::Context;
 
-use sluice_event::{ByteStr, Fields, Timestamp};
+use sluice_event::{ByteStr, Event, Fields, Timestamp, Value};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -44,6 +44,33 @@ pub struct Parsed {
 impl Parsed {
     pub fn clear(&mut self) {
         *self = Parsed::default();
+    }
+
+    /// Move what was parsed into the event: timestamp (or the unrecognised text, marked
+    /// with `timestamp_error`), `level`, the message, and the fields (which win over
+    /// fields of the same name already on the event). The parse stage and the sources
+    /// that parse (syslog) share this.
+    pub fn apply_to(self, e: &mut Event) {
+        if let Some(t) = self.timestamp {
+            e.timestamp = t;
+        }
+        if let Some(bad) = self.bad_timestamp {
+            e.fields.insert("timestamp_raw", Value::Str(bad));
+            e.fields.insert("timestamp_error", Value::Str(ByteStr::from_static("unrecognised timestamp")));
+        }
+        if let Some(l) = self.level {
+            e.fields.insert("level", Value::Str(ByteStr::from_static(l.as_str())));
+        }
+        if let Some(m) = self.message {
+            e.message = Some(m);
+        }
+        if e.fields.is_empty() {
+            e.fields = self.fields;
+        } else {
+            for (k, v) in self.fields.iter() {
+                e.fields.insert(k, v.clone());
+            }
+        }
     }
 }
 

@@ -42,8 +42,11 @@ fn schema<T: JsonSchema>() -> schemars::Schema {
     schemars::schema_for!(T)
 }
 
-pub const SOURCES: &[Entry<SourceBuilder>] =
-    &[source::<sources::file::FileSourceConfig>("file"), source::<sources::stdin::StdinSourceConfig>("stdin")];
+pub const SOURCES: &[Entry<SourceBuilder>] = &[
+    source::<sources::file::FileSourceConfig>("file"),
+    source::<sources::stdin::StdinSourceConfig>("stdin"),
+    source::<sources::syslog::SyslogSourceConfig>("syslog"),
+];
 
 pub const TRANSFORMS: &[Entry<TransformBuilder>] = &[
     transform::<transforms::parse::ParseConfig>("parse"),

@@ -11,6 +11,7 @@
 //!
 //! * [`file`]: tail files by glob, follow rotation, checkpoints in `data_dir`.
 //! * [`stdin`]: read standard input until it ends.
+//! * [`syslog`]: receive syslog over UDP, TCP or TLS (RFC 3164, 5424, octet counting).
 //!
 //! [`framing`] holds line splitting and multiline joining shared by the sources. The
 //! pipeline (`sluice-pipeline`) registers each source type with one line in its registry.
@@ -18,6 +19,7 @@
 pub mod file;
 pub mod framing;
 pub mod stdin;
+pub mod syslog;
 
 use sluice_config::OptionError;
 use sluice_event::stats::ComponentStats;
@@ -54,6 +56,21 @@ impl Outputs {
         ok |= self.senders[n - 1].blocking_send(batch).is_ok();
         ok
     }
+    /// Send a batch to every edge from async code, waiting for room. Returns false when
+    /// every receiver is gone.
+    pub async fn send(&self, batch: Batch) -> bool {
+        let n = self.senders.len();
+        if n == 0 {
+            return false;
+        }
+        let mut ok = false;
+        for s in &self.senders[..n - 1] {
+            ok |= s.send(batch.fan_out_clone()).await.is_ok();
+        }
+        ok |= self.senders[n - 1].send(batch).await.is_ok();
+        ok
+    }
+
     /// Like [`Outputs::send_blocking`], but calls `idle` every `every` while waiting for
     /// room, so a source held back by a slow sink can keep discovering files.
     pub fn send_blocking_with(

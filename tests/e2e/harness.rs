@@ -194,3 +194,18 @@ pub fn shared_dir() -> Option<PathBuf> {
 pub fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
 }
+
+/// A command-line tool the test needs, from PATH. Missing: the test skips with a message
+/// on a user's machine, and fails when SLUICE_REQUIRE_TOOLS is set (CI sets it).
+pub fn tool(name: &str, debian_package: &str) -> Option<PathBuf> {
+    let found =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
+    if found.is_none() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
+            "`{name}` is required (SLUICE_REQUIRE_TOOLS is set): apt-get install {debian_package}"
+        );
+        eprintln!("SKIP: `{name}` is not installed (Debian package `{debian_package}`)");
+    }
+    found
+}

@@ -12,4 +12,5 @@ mod observability;
 mod sampling;
 mod stages;
 mod stdin;
+mod syslog;
 mod tail;

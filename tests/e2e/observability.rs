@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A program on PATH, or None (a skip) when it is absent outside CI.
 fn tool(name: &str) -> Option<PathBuf> {
-    let found =
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
-    if found.is_none() {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
-            "`{name}` is required (SLUICE_REQUIRE_TOOLS is set): apt-get install prometheus"
-        );
-        eprintln!("SKIP: `{name}` is not installed (Debian package `prometheus`)");
-    }
-    found
+    crate::harness::tool(name, "prometheus")
 }
 
 #[test]

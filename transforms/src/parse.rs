@@ -288,32 +288,11 @@ impl Parse {
             self.parsed.clear();
             fmt.parse(&line, ctx, &mut self.parsed)?;
             let p = std::mem::take(&mut self.parsed);
-            if let Some(t) = p.timestamp {
-                e.timestamp = t;
+            if p.level.is_none() && self.infer_level && e.fields.get("level").is_none() {
+                let msg = p.message.as_ref().map_or(line.as_str(), |m| m.as_str());
+                e.fields.insert("level", level_value(level::infer(msg)));
             }
-            if let Some(bad) = p.bad_timestamp {
-                e.fields.insert("timestamp_raw", Value::Str(bad));
-                e.fields.insert("timestamp_error", Value::Str(ByteStr::from_static("unrecognised timestamp")));
-            }
-            match p.level {
-                Some(l) => e.fields.insert("level", level_value(l)),
-                None => {
-                    if self.infer_level && e.fields.get("level").is_none() {
-                        let msg = p.message.as_ref().map_or(line.as_str(), |m| m.as_str());
-                        e.fields.insert("level", level_value(level::infer(msg)));
-                    }
-                }
-            }
-            if let Some(m) = p.message {
-                e.message = Some(m);
-            }
-            if e.fields.is_empty() {
-                e.fields = p.fields;
-            } else {
-                for (k, v) in p.fields.iter() {
-                    e.fields.insert(k, v.clone());
-                }
-            }
+            p.apply_to(e);
         } else if self.infer_level && e.fields.get("level").is_none() {
             e.fields.insert("level", level_value(level::infer(line.as_str())));
         }
