@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(format_string templates presets timestamp mining)
+[ ${#targets[@]} -gt 0 ] || targets=(format_string templates presets timestamp mining syslog_stream)
 export RUSTC_BOOTSTRAP=1
 logs=../examples/quickstart/logs
 seed() {
@@ -24,6 +24,8 @@ seed() {
       printf '{ip:ip} {n:int} {f:float} {h:hex} {message}\n%%d.%%m.%%Y %%H:%%M:%%S\n10.0.0.1 5 0.5 ff rest\n' > "$dir/typed" ;;
     templates)
       printf 'Payment failed for user {user_id:int}: {error}\nOrder {order_id} submitted in {duration_ms:int}ms\nhealth check ok\n{any}\n\nPayment failed for user 42: Card declined\nOrder ORD-1 submitted in 5ms\nhealth check ok\n' > "$dir/basic" ;;
+    syslog_stream)
+      printf '\x05<13>1 2026-11-30T10:00:00Z h app 1 M - hi\n23 <14>with\nnewline inside\n<15>Nov 30 10:00:00 h app[1]: x\n' > "$dir/basic" ;;
     mining)
       for f in "$logs"/*.log; do head -n 30 "$f" > "$dir/$(basename "$f" .log)"; done
       printf 'Payment failed for user 42: Card declined\nsession opened for user alice\nsession opened for user bob\nx=1 y=abc.def.com z="q 1" 10.0.0.1:80 blk_-5 (a) [] 3 ms\n' > "$dir/basic" ;;

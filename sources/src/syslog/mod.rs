@@ -240,17 +240,19 @@ async fn udp_loop(sock: tokio::net::UdpSocket, shared: &Shared, stopping: &impl 
     let origin = OriginInfo::new(&shared.name, None);
     let mut buf = vec![0u8; shared.max_message + 1];
     let mut events = Vec::new();
+    let mut senders: Vec<(std::net::IpAddr, Arrival)> = Vec::new();
     while !stopping() {
         let got = tokio::select! {
             r = sock.recv_from(&mut buf) => r,
             _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
         };
         let Ok((n, peer)) = got else { continue };
-        events.push(datagram(&buf, n, peer, shared, &origin));
+        let now = Timestamp::now();
+        events.push(datagram(&buf, n, arrival_of(&mut senders, peer, now), shared, &origin));
         // Drain what else is queued without waiting, up to one batch.
         while events.len() < shared.max_events {
             match sock.try_recv_from(&mut buf) {
-                Ok((n, peer)) => events.push(datagram(&buf, n, peer, shared, &origin)),
+                Ok((n, peer)) => events.push(datagram(&buf, n, arrival_of(&mut senders, peer, now), shared, &origin)),
                 Err(_) => break,
             }
         }
@@ -260,12 +262,29 @@ async fn udp_loop(sock: tokio::net::UdpSocket, shared: &Shared, stopping: &impl 
     }
 }
 
+/// The arrival record of a sender, kept for the last few senders so that the address
+/// text is not made again for every datagram.
+fn arrival_of(senders: &mut Vec<(std::net::IpAddr, Arrival)>, peer: SocketAddr, now: Timestamp) -> &Arrival {
+    let i = match senders.iter().position(|(ip, _)| *ip == peer.ip()) {
+        Some(i) => i,
+        None => {
+            if senders.len() >= 64 {
+                senders.remove(0);
+            }
+            senders.push((peer.ip(), Arrival::new(peer)));
+            senders.len() - 1
+        }
+    };
+    senders[i].1.now = now;
+    &senders[i].1
+}
+
 /// One datagram (`n` bytes received into `buf`, which holds one byte more than the
 /// longest message kept: a longer datagram arrives cut and is marked `truncated`).
-fn datagram(buf: &[u8], n: usize, peer: SocketAddr, shared: &Shared, origin: &Arc<OriginInfo>) -> Event {
+fn datagram(buf: &[u8], n: usize, arrival: &Arrival, shared: &Shared, origin: &Arc<OriginInfo>) -> Event {
     let truncated = n > shared.max_message;
     let bytes = trim_frame(Bytes::copy_from_slice(&buf[..n.min(shared.max_message)]));
-    let mut e = message_event(bytes, origin, peer);
+    let mut e = message_event(bytes, origin, arrival);
     if truncated {
         shared.truncated.increment(1);
         e.fields.insert("truncated", Value::Bool(true));
@@ -283,6 +302,7 @@ async fn connection<S: AsyncRead + Unpin>(
     let origin = OriginInfo::new(&shared.name, None);
     let mut framer = framing::Framer::new(shared.max_message);
     let mut buf = vec![0u8; 256 << 10];
+    let mut arrival = Arrival::new(peer);
     loop {
         let n = tokio::select! {
             r = stream.read(&mut buf) => match r {
@@ -294,9 +314,10 @@ async fn connection<S: AsyncRead + Unpin>(
             },
             _ = stop.changed() => 0,
         };
+        arrival.now = Timestamp::now();
         let mut events: Vec<Event> = Vec::new();
         let mut take = |l: Line| {
-            let mut e = message_event(l.bytes, &origin, peer);
+            let mut e = message_event(l.bytes, &origin, &arrival);
             copy_marks(&mut e, l.marks);
             events.push(e);
         };
@@ -340,9 +361,22 @@ fn trim_frame(mut b: Bytes) -> Bytes {
     b
 }
 
+/// Who sent the messages of one connection or datagram, and when they arrived.
+struct Arrival {
+    /// The sender's IP address, made once per connection (each event shares it).
+    peer: ByteStr,
+    now: Timestamp,
+}
+
+impl Arrival {
+    fn new(peer: SocketAddr) -> Arrival {
+        Arrival { peer: ByteStr::from(peer.ip().to_string()), now: Timestamp::now() }
+    }
+}
+
 /// One message as an event, parsed as syslog; what does not parse stays raw, marked.
-fn message_event(bytes: Bytes, origin: &Arc<OriginInfo>, peer: SocketAddr) -> Event {
-    let now = Timestamp::now();
+fn message_event(bytes: Bytes, origin: &Arc<OriginInfo>, arrival: &Arrival) -> Event {
+    let now = arrival.now;
     let mut e = Event::from_line(bytes, now, Origin { info: origin.clone(), offset: 0 });
     let text = match &e.message {
         Some(m) => m.clone(),
@@ -354,7 +388,7 @@ fn message_event(bytes: Bytes, origin: &Arc<OriginInfo>, peer: SocketAddr) -> Ev
         Ok(()) => parsed.apply_to(&mut e),
         Err(err) => e.fields.insert("parse_error", Value::Str(ByteStr::from(err.to_string()))),
     }
-    e.fields.insert("peer", Value::Str(ByteStr::from(peer.ip().to_string())));
+    e.fields.insert("peer", Value::Str(arrival.peer.clone()));
     e
 }
 

@@ -1,0 +1,131 @@
+//! Syslog benchmark: syslog-ng's `loggen` sends messages over TCP to sluice's syslog
+//! source, which writes NDJSON to a file (or a blackhole).
+//!
+//! ```text
+//! cargo build --release -p sluice-pipeline -p sluice-benches
+//! target/release/syslog-bench [--runs 5] [--messages 1000000] [--connections 2] [--size 200] [--sink file|blackhole]
+//! ```
+//! Each run starts sluice, runs `loggen --inet --stream --number N --rate 100000000
+//! --size S --active-connections C` (N messages per connection, as fast as sluice takes
+//! them: TCP flow control paces loggen), and times from loggen's start until sluice's
+//! sink has received every message (read from `/metrics`). Then sluice is stopped with
+//! SIGTERM and, for the file sink, the output must hold one line per message. Prints
+//! the median messages/s and sluice's CPU seconds (user + system) per run; loggen runs
+//! on the same two cores. Exits 0 with SKIP when loggen is not installed.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn metric(api: u16, name: &str, component: &str) -> Option<u64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let want = format!("component=\"{component}\"");
+    body.lines()
+        .find(|l| l.starts_with(name) && l.contains(&want))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the `)`.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    if Command::new("loggen").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        println!("SKIP: loggen is not installed (Debian package syslog-ng-core)");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let sluice = PathBuf::from(arg("--sluice", root.join("target/release/sluice").to_str().unwrap()));
+    let runs: usize = arg("--runs", "5").parse().unwrap();
+    let per_conn: u64 = arg("--messages", "1000000").parse().unwrap();
+    let conns: u64 = arg("--connections", "2").parse().unwrap();
+    let size = arg("--size", "200");
+    let sink = arg("--sink", "file");
+    let total = per_conn * conns;
+    let out = root.join("target/bench-out/syslog");
+    let mut rates = Vec::new();
+    let mut cpus = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let (api, port) = (free_port(), free_port());
+        let sink_cfg = match sink.as_str() {
+            "blackhole" => "type = \"blackhole\"".to_string(),
+            _ => format!("type = \"file\"\npath = \"{}/out.ndjson\"", out.display()),
+        };
+        let cfg = format!(
+            "data_dir = \"{0}/data\"\n[api]\naddress = \"127.0.0.1:{api}\"\n[sources.syslog]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n[sinks.out]\ninputs = [\"syslog\"]\n{sink_cfg}\n",
+            out.display()
+        );
+        std::fs::write(out.join("bench.toml"), cfg).unwrap();
+        let mut child = Command::new(&sluice)
+            .args(["run", "--config"])
+            .arg(out.join("bench.toml"))
+            .env("SLUICE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sluice");
+        let ready = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(ready.elapsed() < Duration::from_secs(20), "sluice did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The probe connection above counts as a (empty) connection; nothing is sent.
+        let t = Instant::now();
+        let st = Command::new("loggen")
+            .args(["--inet", "--stream", "--quiet", "--rate", "100000000", "--size", &size])
+            .args(["--number", &per_conn.to_string(), "--active-connections", &conns.to_string()])
+            .args(["127.0.0.1", &port.to_string()])
+            .status()
+            .expect("loggen");
+        assert!(st.success(), "loggen failed");
+        while metric(api, "sluice_events_in_total", "out").unwrap_or(0) < total {
+            assert!(t.elapsed() < Duration::from_secs(300), "messages missing");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        cpus.push(cpu_seconds(child.id()));
+        unsafe { libc_kill(child.id() as i32, 15) };
+        let code = child.wait().unwrap().code();
+        assert_eq!(code, Some(0), "sluice exit");
+        if sink == "file" {
+            let text = std::fs::read(out.join("out.ndjson")).unwrap();
+            let lines = text.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(lines, total, "one line per message");
+        }
+        rates.push(total as f64 / secs);
+    }
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    cpus.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "syslog tcp (loggen, {conns} connections, {size}-byte messages) -> {sink}: median {:.0} msgs/s (min {:.0}, max {:.0}); sluice CPU median {:.2} s for {total} messages",
+        rates[rates.len() / 2],
+        rates[0],
+        rates[rates.len() - 1],
+        cpus[cpus.len() / 2]
+    );
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
