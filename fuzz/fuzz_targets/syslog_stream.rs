@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use sluice_event::{ByteStr, Timestamp};
 use sluice_parsers::{Context, Parsed};
-use sluice_sources::syslog::framing::Framer;
+use sluice_parsers::syslog_stream::Framer;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cuts, data)) = data.split_first() else { return };

@@ -19,6 +19,7 @@ pub mod logfmt;
 pub mod mining;
 pub mod placeholder;
 pub mod syslog;
+pub mod syslog_stream;
 pub mod templates;
 pub mod timestamp;
 

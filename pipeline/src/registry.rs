@@ -46,6 +46,7 @@ pub const SOURCES: &[Entry<SourceBuilder>] = &[
     source::<sources::file::FileSourceConfig>("file"),
     source::<sources::stdin::StdinSourceConfig>("stdin"),
     source::<sources::syslog::SyslogSourceConfig>("syslog"),
+    source::<sources::kafka::KafkaSourceConfig>("kafka"),
 ];
 
 pub const TRANSFORMS: &[Entry<TransformBuilder>] = &[

@@ -10,6 +10,7 @@
 //! its runtime ([`Source::run`]):
 //!
 //! * [`file`]: tail files by glob, follow rotation, checkpoints in `data_dir`.
+//! * [`kafka`]: consume topics in a consumer group; offsets committed after delivery.
 //! * [`stdin`]: read standard input until it ends.
 //! * [`syslog`]: receive syslog over UDP, TCP or TLS (RFC 3164, 5424, octet counting).
 //!
@@ -18,6 +19,7 @@
 
 pub mod file;
 pub mod framing;
+pub mod kafka;
 pub mod stdin;
 pub mod syslog;
 

@@ -45,7 +45,7 @@ fn unknown_key_names_key_line_and_expected() {
 fn unknown_type_lists_known_types() {
     expect_error(
         &format!("[sources.app]\ntype = \"fiel\"\n{SINK}"),
-        "CFG:2:8: `sources.app.type`: unknown source type `fiel`, expected one of `file`, `stdin` or `syslog`",
+        "CFG:2:8: `sources.app.type`: unknown source type `fiel`, expected one of `file`, `stdin`, `syslog` or `kafka`",
     );
     expect_error(
         &format!("{SRC}[sinks.out]\ntype = \"kafka2\"\ninputs = [\"app\"]\n"),

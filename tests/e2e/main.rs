@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod kafka;
+
 mod api;
 mod config_errors;
 mod corpus;

@@ -10,7 +10,7 @@
 //! # tls = { crt_file = "server.crt", key_file = "server.key", ca_file = "clients-ca.crt" }
 //! ```
 //! * Framing on TCP and TLS (RFC 6587): octet counting (`LEN SP MSG`) or one message per
-//!   line, chosen per message ([`framing`]). On UDP, one datagram is one message; a
+//!   line, chosen per message (`sluice_parsers::syslog_stream`). On UDP, one datagram is one message; a
 //!   datagram longer than `max_message_bytes` is kept cut at that size and marked
 //!   `truncated`.
 //! * Each message is parsed with the syslog parser of the `parse` stage (RFC 3164 and
@@ -27,16 +27,15 @@
 //! * Metrics: `sluice_syslog_connections` (open), `sluice_syslog_connections_refused_total`,
 //!   `sluice_syslog_truncated_total`, per component.
 
-pub mod framing;
 mod tls;
 
-use crate::framing::lines::Line;
 use crate::{Outputs, Source, SourceConfig, SourceContext};
 use bytes::Bytes;
 use serde::Deserialize;
 use sluice_config::units::ByteSize;
 use sluice_config::OptionError;
 use sluice_event::{Batch, ByteStr, Event, Origin, OriginInfo, Timestamp, Value};
+use sluice_parsers::syslog_stream::{Frame, Framer};
 use sluice_parsers::{Context, Parsed};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -300,7 +299,7 @@ async fn connection<S: AsyncRead + Unpin>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let origin = OriginInfo::new(&shared.name, None);
-    let mut framer = framing::Framer::new(shared.max_message);
+    let mut framer = Framer::new(shared.max_message);
     let mut buf = vec![0u8; 256 << 10];
     let mut arrival = Arrival::new(peer);
     loop {
@@ -316,7 +315,7 @@ async fn connection<S: AsyncRead + Unpin>(
         };
         arrival.now = Timestamp::now();
         let mut events: Vec<Event> = Vec::new();
-        let mut take = |l: Line| {
+        let mut take = |l: Frame| {
             let mut e = message_event(l.bytes, &origin, &arrival);
             copy_marks(&mut e, l.marks);
             events.push(e);

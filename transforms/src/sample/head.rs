@@ -28,3 +28,9 @@ pub(super) fn mix(mut z: u64) -> u64 {
 pub(super) fn keep_hash(h: u64, p: f64) -> bool {
     p >= 1.0 || ((h >> 11) as f64) < p * (1u64 << 53) as f64
 }
+
+/// Whether head sampling at keep probability `p` keeps events whose key is `key`: the
+/// same answer in every process and instance (what scale-out relies on).
+pub fn keeps(key: &[u8], p: f64) -> bool {
+    keep_hash(key_hash(key), p)
+}

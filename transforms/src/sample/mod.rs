@@ -52,8 +52,8 @@ mod transform;
 
 use auto_bypass::AutoBypass;
 pub use config::{AutoBypassConfig, Rate, RuleConfig, SampleConfig, TailConfig};
-pub use head::key_hash;
 use head::{keep_hash, seed};
+pub use head::{keeps, key_hash};
 pub use switch::{Switch, SwitchState};
 use tail::{Tail, TraceBuf};
 pub use transform::Sample;

@@ -1,4 +1,4 @@
-//! Syslog over a stream (RFC 6587): each frame is either octet-counted
+//! Syslog over a stream (RFC 6587), as the syslog source reads it: each frame is either octet-counted
 //! (`LEN SP MSG`) or ends at a newline. The choice is made per frame from its first byte
 //! (a digit: octet counting), so a connection may even mix the two.
 //!
@@ -7,9 +7,17 @@
 //! dropped and memory stays bounded. A count that is not a number (`12x `) or has no
 //! space within 10 digits is not octet counting: the frame falls back to a newline.
 
-use crate::framing::lines::Line;
 use bytes::{Buf, Bytes, BytesMut};
 use sluice_event::Marks;
+
+/// One frame (or part of an over-long frame): its bytes, where it started in the
+/// stream, and the split marks.
+#[derive(Debug)]
+pub struct Frame {
+    pub bytes: Bytes,
+    pub offset: u64,
+    pub marks: Marks,
+}
 
 /// Digits of the longest count accepted (a 9-digit count is up to ~1 GB).
 const MAX_COUNT_DIGITS: usize = 9;
@@ -43,13 +51,13 @@ impl Framer {
     }
 
     /// Feed bytes read from the connection; complete frames (and parts) go to `out`.
-    pub fn push(&mut self, data: &[u8], out: &mut impl FnMut(Line)) {
+    pub fn push(&mut self, data: &[u8], out: &mut impl FnMut(Frame)) {
         self.buf.extend_from_slice(data);
         while self.step(out) {}
     }
 
     /// The connection ended: emit what is held (an unterminated last frame).
-    pub fn finish(&mut self, out: &mut impl FnMut(Line)) {
+    pub fn finish(&mut self, out: &mut impl FnMut(Frame)) {
         while self.step(out) {}
         if self.buf.is_empty() {
             return;
@@ -62,7 +70,7 @@ impl Framer {
             State::Counted { part, .. } | State::LongLine { part } if part > 0 => {
                 marks.set(Marks::SPLIT);
                 marks.set(Marks::SPLIT_LAST);
-                marks.split_part = part;
+                marks.split_part = part + 1;
             }
             _ => {}
         }
@@ -70,14 +78,14 @@ impl Framer {
         self.state = State::Start;
     }
 
-    fn emit(&mut self, bytes: Bytes, marks: Marks, out: &mut impl FnMut(Line)) {
+    fn emit(&mut self, bytes: Bytes, marks: Marks, out: &mut impl FnMut(Frame)) {
         let offset = self.offset;
         self.offset += bytes.len() as u64;
-        out(Line { bytes: trim_end(bytes), offset, end: self.offset, marks });
+        out(Frame { bytes: trim_end(bytes), offset, marks });
     }
 
     /// One framing step; false when more input is needed.
-    fn step(&mut self, out: &mut impl FnMut(Line)) -> bool {
+    fn step(&mut self, out: &mut impl FnMut(Frame)) -> bool {
         match self.state {
             State::Start => {
                 // Blank lines between frames carry nothing.
@@ -111,7 +119,7 @@ impl Framer {
                     if part > 0 {
                         marks.set(Marks::SPLIT);
                         marks.set(Marks::SPLIT_LAST);
-                        marks.split_part = part;
+                        marks.split_part = part + 1;
                     }
                     self.state = State::Start;
                     self.emit(bytes, marks, out);
@@ -121,7 +129,7 @@ impl Framer {
                     let bytes = self.buf.split_to(self.max).freeze();
                     let mut marks = Marks::default();
                     marks.set(Marks::SPLIT);
-                    marks.split_part = part;
+                    marks.split_part = part + 1;
                     self.state = State::Counted { remaining: remaining - self.max, part: part + 1 };
                     self.emit(bytes, marks, out);
                     return true;
@@ -132,7 +140,7 @@ impl Framer {
         }
     }
 
-    fn newline_frame(&mut self, part: u32, out: &mut impl FnMut(Line)) -> bool {
+    fn newline_frame(&mut self, part: u32, out: &mut impl FnMut(Frame)) -> bool {
         let limit = self.buf.len().min(self.max + 1);
         match memchr::memchr(b'\n', &self.buf[..limit]) {
             Some(nl) if nl <= self.max => {
@@ -142,7 +150,7 @@ impl Framer {
                 if part > 0 {
                     marks.set(Marks::SPLIT);
                     marks.set(Marks::SPLIT_LAST);
-                    marks.split_part = part;
+                    marks.split_part = part + 1;
                 }
                 self.state = State::Start;
                 self.emit(bytes, marks, out);
@@ -159,7 +167,7 @@ impl Framer {
                 let bytes = self.buf.split_to(cut).freeze();
                 let mut marks = Marks::default();
                 marks.set(Marks::SPLIT);
-                marks.split_part = part;
+                marks.split_part = part + 1;
                 self.state = State::LongLine { part: part + 1 };
                 self.emit(bytes, marks, out);
                 true
@@ -184,7 +192,7 @@ mod tests {
     fn frames(max: usize, chunks: &[&[u8]]) -> Vec<(String, u32, bool, bool)> {
         let mut f = Framer::new(max);
         let mut got = Vec::new();
-        let mut push = |l: Line| {
+        let mut push = |l: Frame| {
             got.push((
                 String::from_utf8_lossy(&l.bytes).into_owned(),
                 l.marks.split_part,
@@ -230,8 +238,8 @@ mod tests {
         let got = frames(20, &[counted.as_bytes(), b"3 end"]);
         assert_eq!(got.len(), 4, "{got:?}");
         assert_eq!(got.iter().take(3).map(|f| f.0.as_str()).collect::<String>(), body);
-        assert_eq!((got[0].1, got[0].2, got[0].3), (0, true, false));
-        assert_eq!((got[2].1, got[2].2, got[2].3), (2, true, true));
+        assert_eq!((got[0].1, got[0].2, got[0].3), (1, true, false));
+        assert_eq!((got[2].1, got[2].2, got[2].3), (3, true, true));
         assert_eq!(got[3].0, "end");
         let line = format!("{}\nnext\n", "y".repeat(45));
         let got = frames(20, &[line.as_bytes()]);
