@@ -110,6 +110,7 @@ fn every_toml_snippet_in_the_docs_validates() {
             .env("SLUICE_API_TOKEN", "t")
             .env("SERVICE", "svc")
             .env("SLUICE_MASK_KEY", "k")
+            .env("KAFKA_PASSWORD", "p")
             .output()
             .unwrap();
         assert!(

@@ -1,0 +1,171 @@
+//! Kafka benchmark: messages/s the kafka source consumes from a local broker into a
+//! blackhole and into an NDJSON file.
+//!
+//! ```text
+//! cargo install tansu --locked --features dynostore      # a Kafka-protocol broker
+//! cargo build --release -p sluice-pipeline -p sluice-benches
+//! target/release/kafka-bench [--runs 3] [--messages 2000000] [--size 200] [--tansu PATH] [--options k=v,k=v]
+//! ```
+//! Starts tansu (memory storage) on a free loopback port, creates a topic with 4
+//! partitions, produces N messages of S bytes once with librdkafka, then for each run
+//! and sink starts sluice with a new consumer group (reading from the earliest offset)
+//! and times from sluice's start until its sink has received every message (read from
+//! `/metrics`); the file must then hold one line per message. Prints the median
+//! messages/s and sluice's CPU seconds. Exits 0 with SKIP when tansu is not found.
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn metric(api: u16, name: &str, component: &str) -> Option<u64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let want = format!("component=\"{component}\"");
+    body.lines()
+        .find(|l| l.starts_with(name) && l.contains(&want))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let cached = std::env::var("HOME").map(|h| format!("{h}/.cache/sluice/tansu/bin/tansu")).unwrap_or_default();
+    let tansu = PathBuf::from(arg("--tansu", &cached));
+    if !tansu.is_file() {
+        println!("SKIP: tansu not found at {} (cargo install tansu --locked --features dynostore)", tansu.display());
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let sluice = PathBuf::from(arg("--sluice", root.join("target/release/sluice").to_str().unwrap()));
+    let runs: usize = arg("--runs", "3").parse().unwrap();
+    let n: u64 = arg("--messages", "2000000").parse().unwrap();
+    let size: usize = arg("--size", "200").parse().unwrap();
+    // Extra librdkafka consumer options, `k=v,k=v`.
+    let options: String = arg("--options", "")
+        .split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("--options k=v,k=v");
+            format!("\"{k}\" = \"{v}\", ")
+        })
+        .collect();
+    let options = format!("librdkafka_options = {{ {} }}", options.trim_end_matches(", "));
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut broker = Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "tansu did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = Command::new(&tansu)
+        .args(["topic", "create", "bench", "--partitions", "4", "--broker", &url])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let filler = "x".repeat(size.saturating_sub(40));
+    let t = Instant::now();
+    for i in 0..n {
+        let payload = format!("<14>Nov 30 10:00:00 web app: request {i:010} {filler}");
+        let part = (i % 4) as i32;
+        while let Err((e, _)) = producer.send(BaseRecord::<(), _>::to("bench").partition(part).payload(&payload)) {
+            assert!(e.to_string().contains("Queue full"), "produce: {e}");
+            producer.poll(Duration::from_millis(5));
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    println!("produced {n} messages of {size} bytes in {:.1} s", t.elapsed().as_secs_f64());
+
+    let out = root.join("target/bench-out/kafka");
+    for sink in ["blackhole", "file"] {
+        let mut rates = Vec::new();
+        let mut cpus = Vec::new();
+        for run in 0..runs {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).unwrap();
+            let api = free_port();
+            let sink_cfg = match sink {
+                "blackhole" => "type = \"blackhole\"".to_string(),
+                _ => format!("type = \"file\"\npath = \"{}/out.ndjson\"", out.display()),
+            };
+            let cfg = format!(
+                "data_dir = \"{0}/data\"\n[api]\naddress = \"127.0.0.1:{api}\"\n[sources.k]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:{port}\"\ntopics = [\"bench\"]\ngroup_id = \"bench-{sink}-{run}\"\nauto_offset_reset = \"earliest\"\n{options}\n[sinks.out]\ninputs = [\"k\"]\n{sink_cfg}\n",
+                out.display()
+            );
+            std::fs::write(out.join("bench.toml"), cfg).unwrap();
+            let t = Instant::now();
+            let mut child = Command::new(&sluice)
+                .args(["run", "--config"])
+                .arg(out.join("bench.toml"))
+                .env("SLUICE_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("sluice");
+            while metric(api, "sluice_events_in_total", "out").unwrap_or(0) < n {
+                assert!(t.elapsed() < Duration::from_secs(300), "messages missing");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let secs = t.elapsed().as_secs_f64();
+            cpus.push(cpu_seconds(child.id()));
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            assert_eq!(child.wait().unwrap().code(), Some(0), "sluice exit");
+            if sink == "file" {
+                let text = std::fs::read(out.join("out.ndjson")).unwrap();
+                assert_eq!(text.iter().filter(|&&b| b == b'\n').count() as u64, n, "one line per message");
+            }
+            rates.push(n as f64 / secs);
+        }
+        rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cpus.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "kafka (4 partitions, {size}-byte messages) -> {sink}: median {:.0} msgs/s (min {:.0}, max {:.0}); sluice CPU median {:.2} s for {n} messages (start-up and group join included)",
+            rates[rates.len() / 2],
+            rates[0],
+            rates[rates.len() - 1],
+            cpus[cpus.len() / 2]
+        );
+    }
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
