@@ -13,40 +13,13 @@
 //! the median messages/s and sluice's CPU seconds (user + system) per run; loggen runs
 //! on the same two cores. Exits 0 with SKIP when loggen is not installed.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn metric(api: u16, name: &str, component: &str) -> Option<u64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let want = format!("component=\"{component}\"");
-    body.lines()
-        .find(|l| l.starts_with(name) && l.contains(&want))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the `)`.
-    (ticks(11) + ticks(12)) / 100.0
-}
+#[path = "util.rs"]
+mod util;
+use util::{arg, cpu_seconds, free_port, metric};
 
 fn main() {
     if Command::new("loggen").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {

@@ -115,12 +115,7 @@ impl Framer {
             State::Counted { remaining, part } => {
                 if remaining <= self.max && self.buf.len() >= remaining {
                     let bytes = self.buf.split_to(remaining).freeze();
-                    let mut marks = Marks::default();
-                    if part > 0 {
-                        marks.set(Marks::SPLIT);
-                        marks.set(Marks::SPLIT_LAST);
-                        marks.split_part = part + 1;
-                    }
+                    let marks = last_part_marks(part);
                     self.state = State::Start;
                     self.emit(bytes, marks, out);
                     return true;
@@ -146,12 +141,7 @@ impl Framer {
             Some(nl) if nl <= self.max => {
                 let bytes = self.buf.split_to(nl).freeze();
                 self.buf.advance(1);
-                let mut marks = Marks::default();
-                if part > 0 {
-                    marks.set(Marks::SPLIT);
-                    marks.set(Marks::SPLIT_LAST);
-                    marks.split_part = part + 1;
-                }
+                let marks = last_part_marks(part);
                 self.state = State::Start;
                 self.emit(bytes, marks, out);
                 self.offset += 1;
@@ -175,6 +165,18 @@ impl Framer {
             _ => false,
         }
     }
+}
+
+/// Marks of the end of a frame after `part` earlier parts: none for a whole frame, the
+/// last part's marks for a frame that was split.
+fn last_part_marks(part: u32) -> Marks {
+    let mut marks = Marks::default();
+    if part > 0 {
+        marks.set(Marks::SPLIT);
+        marks.set(Marks::SPLIT_LAST);
+        marks.split_part = part + 1;
+    }
+    marks
 }
 
 /// Senders end octet-counted frames with a newline or CRLF at times; it is not content.

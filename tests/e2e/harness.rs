@@ -101,7 +101,7 @@ pub fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Every JSON object written to NDJSON files under `dir`.
+/// Every complete NDJSON line of the `.ndjson` files in `dir`, in file-name order.
 pub fn read_events(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else { return out };
@@ -110,7 +110,9 @@ pub fn read_events(dir: &Path) -> Vec<serde_json::Value> {
     for p in paths {
         if p.extension().is_some_and(|e| e == "ndjson") {
             let text = std::fs::read_to_string(&p).unwrap();
-            for line in text.lines() {
+            // A line still being written (no newline yet) is read on the next call.
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            for line in complete.lines() {
                 out.push(
                     serde_json::from_str(line)
                         .unwrap_or_else(|e| panic!("bad NDJSON line in {}: {e}: {line}", p.display())),
@@ -198,14 +200,20 @@ pub fn repo_dir() -> PathBuf {
 /// A command-line tool the test needs, from PATH. Missing: the test skips with a message
 /// on a user's machine, and fails when SLUICE_REQUIRE_TOOLS is set (CI sets it).
 pub fn tool(name: &str, debian_package: &str) -> Option<PathBuf> {
-    let found =
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
+    find_tool(name, &[], &format!("apt-get install {debian_package}"))
+}
+
+/// [`tool`] that also looks in `places` (before PATH); `install` says how to get it.
+pub fn find_tool(name: &str, places: &[PathBuf], install: &str) -> Option<PathBuf> {
+    let in_path =
+        || std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
+    let found = places.iter().find(|p| p.is_file()).cloned().or_else(in_path);
     if found.is_none() {
         assert!(
             std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
-            "`{name}` is required (SLUICE_REQUIRE_TOOLS is set): apt-get install {debian_package}"
+            "`{name}` is required (SLUICE_REQUIRE_TOOLS is set): {install}"
         );
-        eprintln!("SKIP: `{name}` is not installed (Debian package `{debian_package}`)");
+        eprintln!("SKIP: `{name}` is not installed ({install})");
     }
     found
 }

@@ -14,20 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn tansu_bin() -> Option<PathBuf> {
-    let cached = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice/tansu/bin/tansu"));
-    if let Some(p) = cached.filter(|p| p.is_file()) {
-        return Some(p);
-    }
-    let found =
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).find(|f| f.is_file()));
-    if found.is_none() {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
-            "`tansu` is required (SLUICE_REQUIRE_TOOLS is set): cargo install tansu --locked --features dynostore"
-        );
-        eprintln!("SKIP: `tansu` is not installed (cargo install tansu --locked --features dynostore)");
-    }
-    found
+    let cached: Vec<PathBuf> =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice/tansu/bin/tansu")).into_iter().collect();
+    find_tool("tansu", &cached, "cargo install tansu --locked --features dynostore --root ~/.cache/sluice/tansu")
 }
 
 /// A tansu broker on a free loopback port, killed when dropped.
