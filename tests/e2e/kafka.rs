@@ -150,9 +150,19 @@ fn hundred_thousand_messages_exactly_once_and_offsets_committed() {
     let cfg = kafka_config(dir.path(), &out, Some(api), &b, "logs", "g1", "");
     let mut s = Sluice::start(dir.path(), &cfg);
     assert!(wait_until(Duration::from_secs(60), || counts(&out).len() >= 100_000), "{}", s.stderr());
-    // Lag and commit metrics are exported.
+    // Commit and lag metrics are exported (lag from librdkafka's statistics, every 5 s):
+    // every partition caught up.
     let metrics = http_get(api, "/metrics", None).unwrap().1;
     assert!(metrics.contains("sluice_kafka_commits_total{component=\"k\"}"), "{metrics}");
+    let lag_lines = || {
+        let m = http_get(api, "/metrics", None).map(|r| r.1).unwrap_or_default();
+        m.lines().filter(|l| l.starts_with("sluice_kafka_consumer_lag{")).map(str::to_string).collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || lag_lines().len() == 4 && lag_lines().iter().all(|l| l.ends_with(" 0"))),
+        "lag: {:?}",
+        lag_lines()
+    );
     assert_eq!(s.terminate(Duration::from_secs(30)), 0, "{}", s.stderr());
     assert_all(&counts(&out), &expected(0..100_000), true);
     let ev = read_events(&out);
