@@ -38,8 +38,12 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, OptionErro
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| OptionError::new("tls.key_file", format!("the key does not fit the certificate: {e}")))?;
+    // No TLS 1.3 session tickets: a syslog sender only writes, so tickets would sit unread
+    // in its socket, and closing a socket with unread data sends a reset, which discards
+    // whatever of its last messages this side had not read yet (seen with loggen).
+    config.send_tls13_tickets = 0;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
