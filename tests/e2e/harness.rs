@@ -217,3 +217,26 @@ pub fn find_tool(name: &str, places: &[PathBuf], install: &str) -> Option<PathBu
     }
     found
 }
+
+/// A named pipe at `p` (a sink writing to it blocks until somebody reads).
+pub fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Read NDJSON lines from `reader` until `n` lines have arrived (panics if it closes first).
+pub fn read_lines_from(reader: &mut impl std::io::Read, n: usize) {
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut carry = 0usize;
+    while got < n {
+        let k = reader.read(&mut buf[carry..]).unwrap();
+        assert!(k > 0, "pipe closed after {got} lines");
+        let end = carry + k;
+        let last_nl = buf[..end].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        got += buf[..last_nl].iter().filter(|&&b| b == b'\n').count();
+        buf.copy_within(last_nl..end, 0);
+        carry = end - last_nl;
+    }
+    assert_eq!(got, n);
+}

@@ -345,3 +345,51 @@ fn garbage_floods_and_slow_clients_do_not_stop_the_source() {
     let bad = ev.iter().find(|e| e.get("invalid_utf8").is_some()).expect("the invalid UTF-8 datagram is kept, marked");
     assert!(bad["parse_error"].is_string());
 }
+
+/// A sink that cannot keep up (a FIFO nobody reads yet) paces a TCP sender: sluice stops
+/// reading, the sender's writes stall, memory stays bounded; once the sink reads again,
+/// every message arrives.
+#[test]
+fn tcp_reads_are_paced_by_backpressure() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let fifo = out.join("pipe.ndjson");
+    mkfifo(&fifo);
+    let (api, tcp) = (free_port(), free_port());
+    let cfg = format!(
+        "{}[pipeline]\nbuffer_batches = 2\n[sources.s]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{tcp}\"\n[sinks.f]\ntype = \"file\"\ninputs = [\"s\"]\npath = \"{}\"\n",
+        header(dir.path(), Some(api)),
+        fifo.display()
+    );
+    let s = Sluice::start(dir.path(), &cfg);
+    wait_ready(api, &s);
+    let n = 400_000usize;
+    let line = |i: usize| format!("<14>Nov 30 10:00:00 web app: message {i:08} {}\n", "x".repeat(60));
+    let total_bytes: usize = (0..n).map(|i| line(i).len()).sum();
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
+    let sender = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+        let mut chunk = String::new();
+        for i in 0..n {
+            chunk.push_str(&line(i));
+            if chunk.len() > 64 << 10 || i + 1 == n {
+                c.write_all(chunk.as_bytes()).unwrap();
+                w.fetch_add(chunk.len(), Ordering::Relaxed);
+                chunk.clear();
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled_at = written.load(Ordering::Relaxed);
+    let rss = s.rss_kib();
+    assert!(stalled_at < total_bytes / 2, "the sender was not held back: {stalled_at} of {total_bytes} bytes written");
+    assert!(rss < 100 * 1024, "RSS {rss} KiB while the sink is blocked");
+    read_lines_from(&mut std::fs::File::open(&fifo).unwrap(), n);
+    sender.join().unwrap();
+    eprintln!("syslog backpressure: sender held at {stalled_at} of {total_bytes} bytes, RSS {rss} KiB");
+    drop(s);
+}

@@ -282,11 +282,6 @@ fn globs_new_files_exclude_and_read_from_end() {
     assert_eq!(e["offset"], (line("NEW", 0).len() + 1) as u64);
 }
 
-fn mkfifo(p: &std::path::Path) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-}
-
 /// A sink that cannot keep up (a FIFO nobody reads yet) holds the source back: memory
 /// stays bounded, unread bytes are reported, and nothing is dropped.
 #[test]
@@ -316,21 +311,7 @@ fn slow_sink_backpressure_bounds_memory() {
     assert!(unread > 20_000_000, "source should be held back, unread = {unread}");
     assert!(rss_blocked < 100 * 1024, "RSS {rss_blocked} KiB while blocked");
     // Now read the pipe: everything arrives.
-    let mut reader = std::fs::File::open(&fifo).unwrap();
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut carry = 0usize;
-    use std::io::Read;
-    while got < n {
-        let k = reader.read(&mut buf[carry..]).unwrap();
-        assert!(k > 0, "pipe closed after {got} lines");
-        let end = carry + k;
-        let last_nl = buf[..end].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        got += buf[..last_nl].iter().filter(|&&b| b == b'\n').count();
-        buf.copy_within(last_nl..end, 0);
-        carry = end - last_nl;
-    }
-    assert_eq!(got, n);
+    read_lines_from(&mut std::fs::File::open(&fifo).unwrap(), n);
     eprintln!("backpressure: RSS {rss_blocked} KiB while blocked with {unread} bytes unread");
     drop(s);
 }
