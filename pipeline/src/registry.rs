@@ -64,6 +64,7 @@ pub const SINKS: &[Entry<SinkBuilder>] = &[
     sink::<sinks::file::FileSinkConfig>("file"),
     sink::<sinks::console::ConsoleConfig>("console"),
     sink::<sinks::blackhole::BlackholeConfig>("blackhole"),
+    sink::<sinks::loki::LokiSinkConfig>("loki"),
 ];
 
 fn located(cfg: &Config, c: &Component, e: OptionError) -> Diagnostic {
@@ -96,7 +97,7 @@ fn settings<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component, 
 
 fn build_sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {
     let t: T = cfg.decode(c)?;
-    t.build(&SinkContext { name: c.name.clone() }).map_err(|e| located(cfg, c, e))
+    t.build(&SinkContext { name: c.name.clone(), data_dir: cfg.data_dir.clone() }).map_err(|e| located(cfg, c, e))
 }
 
 /// What the components of `cfg` declare for the exporter, before anything is built.

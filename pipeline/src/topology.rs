@@ -174,6 +174,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
                 let name = c.name.clone();
                 let done = done_tx.clone();
                 let abort = abort.clone();
+                let rt = tokio::runtime::Handle::current();
                 stats.set_started();
                 threads.push(spawn_component(c.name.clone(), "sink", &failed, move || {
                     // Report completion even when the sink panics, so shutdown proceeds.
@@ -184,7 +185,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
                         }
                     }
                     let _done = Done(done, name);
-                    run_sink(s, rx, &stats, &abort);
+                    run_sink(s, rx, &stats, &abort, &rt);
                     Ok(())
                 })?);
             }
@@ -311,10 +312,19 @@ fn run_transform(
 /// Drive a sink: write each batch (retrying with backoff, never dropping), flush when
 /// the input is momentarily empty or enough is pending, and only then release the
 /// batches' acknowledgement tokens.
-fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &ComponentStats, abort: &AtomicBool) {
+fn run_sink(
+    mut sink: Box<dyn Sink>,
+    mut rx: mpsc::Receiver<Batch>,
+    stats: &ComponentStats,
+    abort: &AtomicBool,
+    rt: &tokio::runtime::Handle,
+) {
     let mut pending: Vec<Ack> = Vec::new();
     let mut pending_events = 0u64;
     let max_pending = sink.max_pending_batches().max(1);
+    let linger = sink.linger();
+    // When the oldest unflushed write happened (for `linger`).
+    let mut oldest: Option<Instant> = None;
     let flush = |sink: &mut Box<dyn Sink>, pending: &mut Vec<Ack>, pending_events: &mut u64| -> bool {
         if pending.is_empty() {
             return true;
@@ -331,12 +341,27 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &Comp
         let batch = match rx.try_recv() {
             Ok(b) => b,
             Err(mpsc::error::TryRecvError::Empty) => {
-                if !flush(&mut sink, &mut pending, &mut pending_events) {
-                    break;
-                }
-                match rx.blocking_recv() {
-                    Some(b) => b,
-                    None => break,
+                // Input paused: a lingering sink waits for more until its oldest write is
+                // `linger` old; others flush now.
+                let due = oldest.map(|t| linger.saturating_sub(t.elapsed()));
+                match due {
+                    Some(wait) if !wait.is_zero() && !pending.is_empty() => {
+                        match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                            Ok(Some(b)) => b,
+                            Ok(None) => break,
+                            Err(_elapsed) => continue,
+                        }
+                    }
+                    _ => {
+                        if !flush(&mut sink, &mut pending, &mut pending_events) {
+                            break;
+                        }
+                        oldest = None;
+                        match rx.blocking_recv() {
+                            Some(b) => b,
+                            None => break,
+                        }
+                    }
                 }
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
@@ -353,8 +378,12 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &Comp
         let Batch { events, acks } = batch;
         drop(events);
         pending.extend(acks);
-        if pending.len() >= max_pending && !flush(&mut sink, &mut pending, &mut pending_events) {
-            break;
+        oldest.get_or_insert_with(Instant::now);
+        if pending.len() >= max_pending || sink.wants_flush() {
+            if !flush(&mut sink, &mut pending, &mut pending_events) {
+                break;
+            }
+            oldest = None;
         }
     }
     if !flush(&mut sink, &mut pending, &mut pending_events) {
@@ -371,7 +400,8 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Batch>, stats: &Comp
     }
 }
 
-/// Run `op` until it succeeds, backing off from 100 ms to 5 s. Returns false only if
+/// Run `op` until it succeeds, backing off from 100 ms to 5 s with ±20% jitter (or as
+/// long as the receiver asked, `SinkError::RetryAfter`, at most 5 minutes). Returns false only if
 /// the pipeline is aborting.
 fn retry(
     stats: &ComponentStats,
@@ -393,7 +423,11 @@ fn retry(
                     tracing::warn!(component = %stats.name, error = %e, op = what, retry_in_ms = delay.as_millis() as u64, "sink error; holding data and retrying");
                     last_log = Some(Instant::now());
                 }
-                let until = Instant::now() + delay;
+                let wait = match &e {
+                    sluice_sinks::SinkError::RetryAfter { after, .. } => (*after).min(Duration::from_secs(300)),
+                    _ => jitter(delay),
+                };
+                let until = Instant::now() + wait;
                 while Instant::now() < until {
                     if abort.load(Ordering::Relaxed) {
                         return false;
@@ -404,4 +438,11 @@ fn retry(
             }
         }
     }
+}
+
+/// `d` ± 20%, so that sinks retrying together do not hit a receiver in step.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let factor = 0.8 + 0.4 * (nanos % 1000) as f64 / 1000.0;
+    d.mul_f64(factor)
 }

@@ -221,7 +221,7 @@ mod tests {
             fsync: true,
             max_open_files: 2,
         };
-        let mut sink = cfg.build(&SinkContext { name: "t".into() }).unwrap();
+        let mut sink = cfg.build(&SinkContext { name: "t".into(), data_dir: std::env::temp_dir() }).unwrap();
         let a = OriginInfo::new("a", None);
         let b = OriginInfo::new("b", None);
         let batch = Batch::new(vec![ev(&a, 0, "one"), ev(&a, 1, "two"), ev(&b, 1, "three"), ev(&a, 0, "four")]);
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn bad_placeholder_is_rejected() {
         let cfg = FileSinkConfig { path: "/tmp/{host}.log".into(), fsync: false, max_open_files: 4 };
-        let err = cfg.build(&SinkContext { name: "t".into() }).err().unwrap();
+        let err = cfg.build(&SinkContext { name: "t".into(), data_dir: std::env::temp_dir() }).err().unwrap();
         assert_eq!(err.key, "path");
         assert!(err.message.contains("unknown placeholder `{host}`"), "{}", err.message);
     }

@@ -9,6 +9,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod loki;
 
 use sluice_event::Batch;
 
@@ -19,6 +20,10 @@ pub enum SinkError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
+    /// The receiver asked to wait (HTTP 429 or 503 with `Retry-After`): the runner retries
+    /// no sooner than this.
+    #[error("{message} (retry after {after:?})")]
+    RetryAfter { message: String, after: std::time::Duration },
 }
 
 /// A running sink.
@@ -38,6 +43,15 @@ pub trait Sink: Send {
     fn bytes_written(&self) -> u64 {
         0
     }
+    /// How long written data may wait for more before the runner flushes it, when input
+    /// pauses (network sinks batch requests). Zero: flush as soon as input pauses.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+    /// True when the written data should be flushed now (a size limit was reached).
+    fn wants_flush(&self) -> bool {
+        false
+    }
 }
 
 /// A config struct that builds a sink. Building has no side effects, so `sluice
@@ -51,6 +65,8 @@ pub trait SinkConfig {
 #[derive(Debug, Clone)]
 pub struct SinkContext {
     pub name: String,
+    /// The configuration's `data_dir` (dead-letter files and the like).
+    pub data_dir: std::path::PathBuf,
 }
 
 pub use sluice_config::OptionError;

@@ -49,7 +49,7 @@ fn unknown_type_lists_known_types() {
     );
     expect_error(
         &format!("{SRC}[sinks.out]\ntype = \"kafka2\"\ninputs = [\"app\"]\n"),
-        "CFG:5:8: `sinks.out.type`: unknown sink type `kafka2`, expected one of `file`, `console` or `blackhole`",
+        "CFG:5:8: `sinks.out.type`: unknown sink type `kafka2`, expected one of `file`, `console`, `blackhole` or `loki`",
     );
 }
 

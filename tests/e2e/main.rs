@@ -4,6 +4,7 @@
 mod harness;
 
 mod kafka;
+mod loki;
 
 mod api;
 mod config_errors;
