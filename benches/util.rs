@@ -1,4 +1,6 @@
 //! Helpers the benchmark drivers share: arguments, ports, sluice's `/metrics`, CPU time.
+// Each driver uses a subset.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 
@@ -33,4 +35,13 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// User plus system CPU seconds of every child process waited for so far.
+pub fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

@@ -111,6 +111,7 @@ fn every_toml_snippet_in_the_docs_validates() {
             .env("SERVICE", "svc")
             .env("SLUICE_MASK_KEY", "k")
             .env("KAFKA_PASSWORD", "p")
+            .env("LOKI_TOKEN", "t")
             .output()
             .unwrap();
         assert!(

@@ -16,6 +16,8 @@ struct Seen {
     accepted: Vec<PushRequest>,
     /// (status answered, when, X-Scope-OrgID)
     requests: Vec<(u16, Instant, Option<String>)>,
+    /// The Authorization header of each request.
+    auth: Vec<Option<String>>,
 }
 
 /// A Loki push endpoint on `port`; `script` answers first (status, Retry-After, body),
@@ -43,6 +45,7 @@ impl Receiver {
                         }
                         let mut len = 0usize;
                         let mut tenant = None;
+                        let mut auth = None;
                         loop {
                             let mut h = String::new();
                             r.read_line(&mut h).unwrap();
@@ -54,6 +57,7 @@ impl Receiver {
                             match k.to_ascii_lowercase().as_str() {
                                 "content-length" => len = v.trim().parse().unwrap(),
                                 "x-scope-orgid" => tenant = Some(v.trim().to_string()),
+                                "authorization" => auth = Some(v.trim().to_string()),
                                 _ => {}
                             }
                         }
@@ -64,6 +68,7 @@ impl Receiver {
                         {
                             let mut seen = seen.lock().unwrap();
                             seen.requests.push((status, Instant::now(), tenant));
+                            seen.auth.push(auth);
                             if status < 300 {
                                 seen.accepted.push(proto::decode(&body).expect("a valid snappy logproto body"));
                             }
@@ -144,7 +149,9 @@ fn pushes_streams_with_labels_order_and_structured_metadata() {
     let logs = write_log(dir.path(), 600);
     let port = free_port();
     let rx = Receiver::start(port, vec![]);
-    run_to_end(dir.path(), &config(dir.path(), &logs, port, ""), Duration::from_secs(60));
+    let cfg = config(dir.path(), &logs, port, "bearer_token = \"${LOKI_TOKEN}\"");
+    let mut s = Sluice::start_with_env(dir.path(), &cfg, &[("LOKI_TOKEN", "s3cret".to_string())]);
+    assert_eq!(s.wait_exit(Duration::from_secs(60)), 0, "{}", s.stderr());
     let entries = rx.entries();
     assert_eq!(entries.len(), 600);
     let mut label_sets: Vec<String> = entries.iter().map(|e| e.0.clone()).collect();
@@ -166,6 +173,7 @@ fn pushes_streams_with_labels_order_and_structured_metadata() {
         }
     }
     assert!(seen.requests.iter().all(|r| r.2.as_deref() == Some("ops")), "X-Scope-OrgID on every request");
+    assert!(seen.auth.iter().all(|a| a.as_deref() == Some("Bearer s3cret")), "the token from the environment");
     assert!(seen.accepted.len() < 600 / 10, "batched: {} requests", seen.accepted.len());
 }
 
