@@ -46,6 +46,7 @@ impl Receiver {
                         let mut len = 0usize;
                         let mut tenant = None;
                         let mut auth = None;
+                        let mut json = false;
                         loop {
                             let mut h = String::new();
                             r.read_line(&mut h).unwrap();
@@ -58,6 +59,7 @@ impl Receiver {
                                 "content-length" => len = v.trim().parse().unwrap(),
                                 "x-scope-orgid" => tenant = Some(v.trim().to_string()),
                                 "authorization" => auth = Some(v.trim().to_string()),
+                                "content-type" => json = v.trim() == "application/json",
                                 _ => {}
                             }
                         }
@@ -70,7 +72,12 @@ impl Receiver {
                             seen.requests.push((status, Instant::now(), tenant));
                             seen.auth.push(auth);
                             if status < 300 {
-                                seen.accepted.push(proto::decode(&body).expect("a valid snappy logproto body"));
+                                let req = if json {
+                                    from_json(&body)
+                                } else {
+                                    proto::decode(&body).expect("a valid snappy logproto body")
+                                };
+                                seen.accepted.push(req);
                             }
                         }
                         let extra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
@@ -103,6 +110,52 @@ impl Receiver {
         }
         out
     }
+}
+
+/// Loki's JSON push body, read into the protobuf types (as Loki does).
+fn from_json(body: &[u8]) -> PushRequest {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("a valid JSON push body");
+    let streams = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let labels: Vec<String> =
+                s["stream"].as_object().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            proto::StreamAdapter {
+                labels: format!("{{{}}}", labels.join(", ")),
+                entries: s["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let ns: i64 = e[0].as_str().unwrap().parse().unwrap();
+                        proto::EntryAdapter {
+                            timestamp: Some(proto::Timestamp {
+                                seconds: ns / 1_000_000_000,
+                                nanos: (ns % 1_000_000_000) as i32,
+                            }),
+                            line: e[1].as_str().unwrap().to_string(),
+                            structured_metadata: e
+                                .get(2)
+                                .and_then(|m| m.as_object())
+                                .map(|m| {
+                                    m.iter()
+                                        .map(|(k, v)| proto::LabelPairAdapter {
+                                            name: k.clone(),
+                                            value: v.as_str().unwrap().into(),
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        }
+                    })
+                    .collect(),
+                hash: 0,
+            }
+        })
+        .collect();
+    PushRequest { streams }
 }
 
 /// A log of JSON lines: `n` events over services a, b, c, levels info/error, timestamps
@@ -260,4 +313,32 @@ fn label_cardinality_folds_into_overflow() {
     assert_eq!(sets.len(), 6, "5 label sets and the overflow one: {sets:?}");
     assert!(sets.contains(&"{env=\"test\", user=\"__overflow__\"}".to_string()), "{sets:?}");
     assert_eq!(overflow, 450.0, "45 of 50 users' events folded");
+}
+
+#[test]
+fn json_encoding_raw_lines_and_long_lines_cut_with_a_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write_log(dir.path(), 30);
+    let long = format!(
+        "{{\"timestamp\":\"2026-11-30T11:00:00Z\",\"service\":\"a\",\"level\":\"info\",\"message\":\"{}\"}}\n",
+        "z".repeat(4000)
+    );
+    let mut f = std::fs::OpenOptions::new().append(true).open(logs.join("app.log")).unwrap();
+    f.write_all(long.as_bytes()).unwrap();
+    let port = free_port();
+    let rx = Receiver::start(port, vec![]);
+    let cfg = config(dir.path(), &logs, port, "encoding = \"json\"\nline_format = \"raw\"\nmax_line_bytes = 1024");
+    run_to_end(dir.path(), &cfg, Duration::from_secs(60));
+    let entries = rx.entries();
+    assert_eq!(entries.len(), 31);
+    let e = entries
+        .iter()
+        .find(|e| e.2.starts_with("{\"timestamp\":\"2026-11-30T10:16:49Z\""))
+        .expect("the raw line of event 0");
+    assert!(e.2.contains("\"message\":\"event 0\""), "{}", e.2);
+    assert_eq!(e.3["trace_id"], "t0000");
+    assert_eq!(e.0, "{env=\"test\", level=\"error\", service=\"a\"}");
+    let cut = entries.iter().find(|e| e.2.contains("zzzz")).unwrap();
+    assert_eq!(cut.2.len(), 1024, "cut at max_line_bytes");
+    assert_eq!(cut.3["truncated"], "true");
 }

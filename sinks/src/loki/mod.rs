@@ -336,7 +336,8 @@ impl LokiSink {
 
     fn line(&mut self, e: &Event) -> String {
         match self.cfg.line_format {
-            LineFormat::Raw => e.message().to_string(),
+            // The text as it was read, before any parsing.
+            LineFormat::Raw => String::from_utf8_lossy(&e.raw).into_owned(),
             LineFormat::Json => {
                 let mut out = Vec::with_capacity(e.raw.len() + 64);
                 self.encoder.encode_event(&mut out, e);
@@ -597,5 +598,23 @@ mod tests {
         let m = parse_logql(&l);
         assert_eq!(m["a"], "x\"y");
         assert_eq!(m["b"], "1\\2");
+    }
+
+    #[test]
+    fn config_checks() {
+        let ctx = SinkContext { name: "l".into(), data_dir: std::env::temp_dir() };
+        let build = |extra: &str| {
+            let cfg: LokiSinkConfig = toml::from_str(&format!("endpoint = \"http://127.0.0.1:1\"\n{extra}")).unwrap();
+            cfg.build(&ctx).err()
+        };
+        let many: Vec<String> = (0..16).map(|i| format!("l{i} = \"x\"")).collect();
+        let e = build(&format!("labels = {{ {} }}", many.join(", "))).unwrap();
+        assert_eq!((e.key.as_str(), e.message.as_str()), ("labels", "at most 15 labels (Loki's limit)"));
+        assert_eq!(build("labels = { a = \"pre-{x}\" }").unwrap().key, "labels.a");
+        assert_eq!(
+            build("bearer_token = \"t\"\nbasic_auth = { user = \"u\", password = \"p\" }").unwrap().key,
+            "bearer_token"
+        );
+        assert!(build("labels = { service = \"{source}\", env = \"prod\" }").is_none());
     }
 }
