@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, cpu_seconds, free_port, metric};
+use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary};
 
 fn main() {
     let cached = std::env::var("HOME").map(|h| format!("{h}/.cache/sluice/tansu/bin/tansu")).unwrap_or_default();
@@ -126,19 +126,13 @@ fn main() {
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             assert_eq!(child.wait().unwrap().code(), Some(0), "sluice exit");
             if sink == "file" {
-                let text = std::fs::read(out.join("out.ndjson")).unwrap();
-                assert_eq!(text.iter().filter(|&&b| b == b'\n').count() as u64, n, "one line per message");
+                assert_eq!(count_lines(&out.join("out.ndjson")), n, "one line per message");
             }
             rates.push(n as f64 / secs);
         }
-        rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        cpus.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!(
-            "kafka (4 partitions, {size}-byte messages) -> {sink}: median {:.0} msgs/s (min {:.0}, max {:.0}); sluice CPU median {:.2} s for {n} messages (start-up and group join included)",
-            rates[rates.len() / 2],
-            rates[0],
-            rates[rates.len() - 1],
-            cpus[cpus.len() / 2]
+            "kafka (4 partitions, {size}-byte messages) -> {sink}: {} for {n} messages (start-up and group join included)",
+            rate_summary(rates, cpus)
         );
     }
     let _ = broker.kill();

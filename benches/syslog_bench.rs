@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, cpu_seconds, free_port, metric};
+use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary};
 
 fn main() {
     if Command::new("loggen").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
@@ -81,20 +81,13 @@ fn main() {
         let code = child.wait().unwrap().code();
         assert_eq!(code, Some(0), "sluice exit");
         if sink == "file" {
-            let text = std::fs::read(out.join("out.ndjson")).unwrap();
-            let lines = text.iter().filter(|&&b| b == b'\n').count() as u64;
-            assert_eq!(lines, total, "one line per message");
+            assert_eq!(count_lines(&out.join("out.ndjson")), total, "one line per message");
         }
         rates.push(total as f64 / secs);
     }
-    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    cpus.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "syslog tcp (loggen, {conns} connections, {size}-byte messages) -> {sink}: median {:.0} msgs/s (min {:.0}, max {:.0}); sluice CPU median {:.2} s for {total} messages",
-        rates[rates.len() / 2],
-        rates[0],
-        rates[rates.len() - 1],
-        cpus[cpus.len() / 2]
+        "syslog tcp (loggen, {conns} connections, {size}-byte messages) -> {sink}: {} for {total} messages",
+        rate_summary(rates, cpus)
     );
 }
 

@@ -45,3 +45,21 @@ pub fn children_cpu_seconds() -> f64 {
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
+
+/// Lines in a file (the NDJSON output: one per event).
+pub fn count_lines(path: &std::path::Path) -> u64 {
+    std::fs::read(path).map(|t| t.iter().filter(|&&b| b == b'\n').count() as u64).unwrap_or(0)
+}
+
+/// `median X msgs/s (min A, max B); sluice CPU median C s` of the runs.
+pub fn rate_summary(mut rates: Vec<f64>, mut cpus: Vec<f64>) -> String {
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    cpus.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    format!(
+        "median {:.0} msgs/s (min {:.0}, max {:.0}); sluice CPU median {:.2} s",
+        rates[rates.len() / 2],
+        rates[0],
+        rates[rates.len() - 1],
+        cpus[cpus.len() / 2]
+    )
+}
