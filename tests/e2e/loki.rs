@@ -316,7 +316,7 @@ fn label_cardinality_folds_into_overflow() {
 }
 
 #[test]
-fn json_encoding_raw_lines_and_long_lines_cut_with_a_mark() {
+fn json_encoding_message_lines_and_long_lines_cut_with_a_mark() {
     let dir = tempfile::tempdir().unwrap();
     let logs = write_log(dir.path(), 30);
     let long = format!(
@@ -331,14 +331,38 @@ fn json_encoding_raw_lines_and_long_lines_cut_with_a_mark() {
     run_to_end(dir.path(), &cfg, Duration::from_secs(60));
     let entries = rx.entries();
     assert_eq!(entries.len(), 31);
-    let e = entries
-        .iter()
-        .find(|e| e.2.starts_with("{\"timestamp\":\"2026-11-30T10:16:49Z\""))
-        .expect("the raw line of event 0");
-    assert!(e.2.contains("\"message\":\"event 0\""), "{}", e.2);
+    // `raw` is the message text (the parse stage took it out of the JSON line).
+    let e = entries.iter().find(|e| e.2 == "event 0").expect("the message of event 0");
     assert_eq!(e.3["trace_id"], "t0000");
     assert_eq!(e.0, "{env=\"test\", level=\"error\", service=\"a\"}");
     let cut = entries.iter().find(|e| e.2.contains("zzzz")).unwrap();
     assert_eq!(cut.2.len(), 1024, "cut at max_line_bytes");
     assert_eq!(cut.3["truncated"], "true");
+}
+
+#[test]
+fn nothing_unmasked_leaves_in_lines_or_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("app.log"),
+        "{\"timestamp\":\"2026-11-30T11:00:00Z\",\"service\":\"a\",\"level\":\"info\",\"trace_id\":\"jane@example.com\",\"message\":\"login by jane@example.com from 203.0.113.9\"}\n",
+    )
+    .unwrap();
+    for format in ["raw", "json", "logfmt"] {
+        let port = free_port();
+        let rx = Receiver::start(port, vec![]);
+        let cfg = config(dir.path(), &logs, port, &format!("line_format = \"{format}\""))
+            .replace("[sinks.loki]", "[transforms.pii]\ntype = \"mask\"\ninputs = [\"p\"]\n[sinks.loki]")
+            .replace("inputs = [\"p\"]\nendpoint", "inputs = [\"pii\"]\nendpoint");
+        let _ = std::fs::remove_dir_all(dir.path().join("data"));
+        run_to_end(dir.path(), &cfg, Duration::from_secs(60));
+        let entries = rx.entries();
+        assert_eq!(entries.len(), 1);
+        let (_, _, line, md) = &entries[0];
+        assert!(!line.contains("jane@") && !line.contains("203.0.113.9"), "{format}: {line}");
+        assert!(line.contains("[EMAIL]"), "{format}: {line}");
+        assert!(!md["trace_id"].contains("jane@"), "{format}: {md:?}");
+    }
 }

@@ -53,7 +53,8 @@ pub enum LineFormat {
     /// The event as one JSON object (timestamp, message, fields).
     #[default]
     Json,
-    /// The original text of the event.
+    /// The message text (the line as read, unless a parse stage extracted a message),
+    /// as masked.
     Raw,
     /// The message followed by the fields as `key=value`.
     Logfmt,
@@ -84,7 +85,7 @@ pub struct LokiSinkConfig {
     /// Fields sent as structured metadata of each entry (not indexed: fine for ids).
     #[serde(default)]
     pub structured_metadata: Vec<String>,
-    /// What the log line is: `"json"` (the whole event), `"raw"` (the original text) or `"logfmt"`.
+    /// What the log line is: `"json"` (the whole event), `"raw"` (the message text) or `"logfmt"`.
     #[serde(default)]
     pub line_format: LineFormat,
     /// The tenant (`X-Scope-OrgID`) for multi-tenant Loki.
@@ -336,8 +337,9 @@ impl LokiSink {
 
     fn line(&mut self, e: &Event) -> String {
         match self.cfg.line_format {
-            // The text as it was read, before any parsing.
-            LineFormat::Raw => String::from_utf8_lossy(&e.raw).into_owned(),
+            // The message text: the line as read, unless a parse stage took a message out
+            // of it. Never the raw bytes: `mask` rewrites the message, not the raw line.
+            LineFormat::Raw => e.message().to_string(),
             LineFormat::Json => {
                 let mut out = Vec::with_capacity(e.raw.len() + 64);
                 self.encoder.encode_event(&mut out, e);
