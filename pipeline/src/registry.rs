@@ -13,6 +13,7 @@ type SourceBuilder = fn(&Config, &Component) -> Result<Box<dyn Source>, Diagnost
 type TransformBuilder = fn(&Config, &Component) -> Result<Box<dyn Transform>, Diagnostic>;
 type SinkBuilder = fn(&Config, &Component) -> Result<Box<dyn Sink>, Diagnostic>;
 type Settings = fn(&Config, &Component, &mut ExporterSettings);
+type Fields = fn(&Config, &Component) -> Vec<(String, String)>;
 
 /// One component type: its name in `type = "…"` and its build step.
 pub struct Entry<B> {
@@ -22,20 +23,35 @@ pub struct Entry<B> {
     pub exporter_settings: Option<Settings>,
     /// The JSON schema of the config struct, with its doc comments (for the reference).
     pub schema: fn() -> schemars::Schema,
+    /// Fields the component declares sensitive (transforms: `("", field)`) or puts in
+    /// labels (sinks: `(label, field)`), for the cross-component check.
+    pub fields: Option<Fields>,
 }
 
 const fn source<T: DeserializeOwned + SourceConfig + JsonSchema>(type_name: &'static str) -> Entry<SourceBuilder> {
-    Entry { type_name, build: build_source::<T>, exporter_settings: None, schema: schema::<T> }
+    Entry { type_name, build: build_source::<T>, exporter_settings: None, schema: schema::<T>, fields: None }
 }
 
 const fn transform<T: DeserializeOwned + TransformConfig + JsonSchema>(
     type_name: &'static str,
 ) -> Entry<TransformBuilder> {
-    Entry { type_name, build: build_transform::<T>, exporter_settings: Some(settings::<T>), schema: schema::<T> }
+    Entry {
+        type_name,
+        build: build_transform::<T>,
+        exporter_settings: Some(settings::<T>),
+        schema: schema::<T>,
+        fields: Some(sensitive::<T>),
+    }
 }
 
 const fn sink<T: DeserializeOwned + SinkConfig + JsonSchema>(type_name: &'static str) -> Entry<SinkBuilder> {
-    Entry { type_name, build: build_sink::<T>, exporter_settings: None, schema: schema::<T> }
+    Entry {
+        type_name,
+        build: build_sink::<T>,
+        exporter_settings: None,
+        schema: schema::<T>,
+        fields: Some(label_fields::<T>),
+    }
 }
 
 fn schema<T: JsonSchema>() -> schemars::Schema {
@@ -93,6 +109,16 @@ fn settings<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component, 
     if let Ok(t) = cfg.decode::<T>(c) {
         t.exporter_settings(out);
     }
+}
+
+fn sensitive<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Vec<(String, String)> {
+    cfg.decode::<T>(c)
+        .map(|t| t.sensitive_fields().into_iter().map(|f| (String::new(), f)).collect())
+        .unwrap_or_default()
+}
+
+fn label_fields<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Vec<(String, String)> {
+    cfg.decode::<T>(c).map(|t| t.label_fields()).unwrap_or_default()
 }
 
 fn build_sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {
@@ -191,6 +217,31 @@ pub fn build_all(cfg: &Config) -> Result<Vec<(Component, Built)>, Vec<Diagnostic
                             c.kind.table(),
                             c.name,
                             input.component
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    // Labels never carry a field a stage declared sensitive.
+    if errs.is_empty() {
+        let mut sensitive: Vec<(String, &str)> = Vec::new();
+        for c in cfg.components.iter().filter(|c| c.kind == Kind::Transform) {
+            if let Some(f) = lookup(TRANSFORMS, &c.type_name).and_then(|e| e.fields) {
+                sensitive.extend(f(cfg, c).into_iter().map(|(_, field)| (field, c.name.as_str())));
+            }
+        }
+        for c in cfg.components.iter().filter(|c| c.kind == Kind::Sink) {
+            let Some(f) = lookup(SINKS, &c.type_name).and_then(|e| e.fields) else { continue };
+            for (label, field) in f(cfg, c) {
+                if let Some((_, stage)) = sensitive.iter().find(|(s, _)| *s == field) {
+                    errs.push(cfg.error_at_option(
+                        c,
+                        &format!("labels.{label}"),
+                        format!(
+                            "`{}.{}.labels.{label}`: `{field}` is marked sensitive by `transforms.{stage}`; labels are indexed and leave sluice: put it in `structured_metadata` (masked) instead",
+                            c.kind.table(),
+                            c.name
                         ),
                     ));
                 }

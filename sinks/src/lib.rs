@@ -59,6 +59,11 @@ pub trait Sink: Send {
 pub trait SinkConfig {
     /// Check the options and build the sink. An error names the offending option.
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, OptionError>;
+    /// The fields the sink puts in labels, as (label name, field): labels are indexed
+    /// and leave sluice, so the pipeline refuses fields declared sensitive there.
+    fn label_fields(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// Where a sink runs.

@@ -160,3 +160,20 @@ fn typed_values_and_semantic_errors_point_at_the_nested_key() {
     ));
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn labels_may_not_read_fields_marked_sensitive() {
+    let cfg = format!(
+        "{SRC}[transforms.pii]\ntype = \"mask\"\ninputs = [\"app\"]\nsensitive_fields = [\"user_id\"]\n\
+         [sinks.loki]\ntype = \"loki\"\ninputs = [\"pii\"]\nendpoint = \"http://127.0.0.1:3100\"\n\
+         labels = {{ service = \"{{source}}\", user = \"{{user_id}}\" }}\nstructured_metadata = [\"user_id\"]\n"
+    );
+    expect_error(
+        &cfg,
+        "CFG:12:41: `sinks.loki.labels.user`: `user_id` is marked sensitive by `transforms.pii`; labels are indexed and leave sluice: put it in `structured_metadata` (masked) instead",
+    );
+    // In structured metadata (masked whole by the stage) it is fine.
+    let ok = cfg.replace(", user = \"{user_id}\"", "");
+    let (code, _, err) = validate(&ok);
+    assert_eq!(code, 0, "{err}");
+}

@@ -236,7 +236,8 @@ fn retries_5xx_and_429_then_delivers_exactly_once() {
     let logs = write_log(dir.path(), 300);
     let port = free_port();
     let rx = Receiver::start(port, vec![(500, None, "boom"), (503, None, "busy"), (429, Some(2), "slow down")]);
-    run_to_end(dir.path(), &config(dir.path(), &logs, port, ""), Duration::from_secs(60));
+    let cfg = config(dir.path(), &logs, port, "basic_auth = { user = \"sluice\", password = \"pw\" }");
+    run_to_end(dir.path(), &cfg, Duration::from_secs(60));
     let entries = rx.entries();
     let mut lines: Vec<&String> = entries.iter().map(|e| &e.2).collect();
     lines.sort();
@@ -246,6 +247,8 @@ fn retries_5xx_and_429_then_delivers_exactly_once() {
     let seen = rx.seen.lock().unwrap();
     let statuses: Vec<u16> = seen.requests.iter().map(|r| r.0).collect();
     assert_eq!(&statuses[..4], &[500, 503, 429, 204], "{statuses:?}");
+    // Basic auth: base64("sluice:pw").
+    assert!(seen.auth.iter().all(|a| a.as_deref() == Some("Basic c2x1aWNlOnB3")), "{:?}", seen.auth);
     let waited = seen.requests[3].1 - seen.requests[2].1;
     assert!(waited >= Duration::from_millis(1900), "Retry-After: 2 honoured, waited {waited:?}");
 }

@@ -87,6 +87,11 @@ pub trait TransformConfig {
     /// Settings the Prometheus exporter needs before any stage is built (stages register
     /// their metrics when built). Called for every stage before the build step.
     fn exporter_settings(&self, _settings: &mut ExporterSettings) {}
+    /// Fields this stage declares personal data as a whole (the `mask` stage's
+    /// `sensitive_fields`): no sink may put them in labels.
+    fn sensitive_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Exporter settings stages declare before the pipeline is built.

@@ -144,6 +144,16 @@ enum LabelValue {
 }
 
 impl SinkConfig for LokiSinkConfig {
+    fn label_fields(&self) -> Vec<(String, String)> {
+        self.labels
+            .iter()
+            .filter_map(|(name, v)| {
+                let field = v.strip_prefix('{')?.strip_suffix('}')?;
+                Some((name.clone(), field.to_string()))
+            })
+            .collect()
+    }
+
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, OptionError> {
         let endpoint = self.endpoint.trim_end_matches('/');
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {

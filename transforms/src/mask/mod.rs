@@ -70,6 +70,11 @@ pub struct MaskConfig {
     /// Extra detectors: `[{ name = "order_id", pattern = "ORD-\\d{8}" }]`.
     #[serde(default)]
     pub custom: Vec<CustomDetector>,
+    /// Fields whose whole value is personal data (a user name, an account id): replaced
+    /// whole with this stage's `mode` (`[USER]`, partial, or a keyed pseudonym `user:…`).
+    /// Sinks refuse them as labels (labels are indexed and leave sluice).
+    #[serde(default)]
+    pub sensitive_fields: Vec<String>,
 }
 
 fn default_mode() -> Mode {
@@ -89,7 +94,17 @@ struct Detector {
     counter: metrics::Counter,
 }
 
+/// A field masked whole (`sensitive_fields`).
+struct SensitiveField {
+    name: String,
+    label: String,
+    counter: metrics::Counter,
+}
+
 pub struct Mask {
+    /// Fields masked whole, with `whole_mode`.
+    sensitive: Vec<SensitiveField>,
+    whole_mode: Mode,
     dets: Vec<Detector>,
     numeric: NumericDets,
     key: Option<Vec<u8>>,
@@ -101,6 +116,10 @@ pub struct Mask {
 impl TransformConfig for MaskConfig {
     fn build(&self, _ctx: &crate::TransformContext) -> Result<Box<dyn Transform>, OptionError> {
         Ok(Box::new(self.compile()?))
+    }
+
+    fn sensitive_fields(&self) -> Vec<String> {
+        self.sensitive_fields.clone()
     }
 }
 
@@ -160,7 +179,8 @@ impl MaskConfig {
                 }
             })
             .collect();
-        let needs_key = dets.iter().any(|d| d.mode == Mode::Hash);
+        let needs_key =
+            dets.iter().any(|d| d.mode == Mode::Hash) || (!self.sensitive_fields.is_empty() && self.mode == Mode::Hash);
         let key = match (&self.hash_key_env, &self.hash_key_file) {
             (Some(_), Some(_)) => {
                 return Err(OptionError::new("hash_key_env", "give `hash_key_env` or `hash_key_file`, not both"))
@@ -192,7 +212,37 @@ impl MaskConfig {
             ));
         }
         let n = dets.len();
-        Ok(Mask { dets, numeric, key, skip: self.skip_fields.clone(), spans: Vec::new(), counts: vec![0; n] })
+        let sensitive = self
+            .sensitive_fields
+            .iter()
+            .map(|f| SensitiveField {
+                name: f.clone(),
+                label: format!("[{}]", f.to_ascii_uppercase()),
+                counter: metrics::counter!("sluice_masked_values_total", "detector" => format!("field:{f}")),
+            })
+            .collect();
+        Ok(Mask {
+            dets,
+            numeric,
+            key,
+            skip: self.skip_fields.clone(),
+            spans: Vec::new(),
+            counts: vec![0; n],
+            sensitive,
+            whole_mode: self.mode,
+        })
+    }
+}
+
+/// `name:` and the first 12 hex digits of HMAC-SHA256(key, value).
+fn pseudonym(key: &[u8], name: &str, value: &str, out: &mut String) {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(value.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    out.push_str(name);
+    out.push(':');
+    for b in &tag[..6] {
+        out.push_str(&format!("{b:02x}"));
     }
 }
 
@@ -293,15 +343,7 @@ impl Mask {
                 Mode::Redact => out.push_str(&d.label),
                 Mode::Partial => out.push_str(&partial(kind, v)),
                 Mode::Hash => {
-                    let key = self.key.as_deref().expect("checked at build");
-                    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
-                    mac.update(normalise(kind, v).as_bytes());
-                    let tag = mac.finalize().into_bytes();
-                    out.push_str(&d.name);
-                    out.push(':');
-                    for b in &tag[..6] {
-                        out.push_str(&format!("{b:02x}"));
-                    }
+                    pseudonym(self.key.as_deref().expect("checked at build"), &d.name, &normalise(kind, v), &mut out)
                 }
             }
             self.counts[s.det] += 1;
@@ -345,9 +387,35 @@ impl Mask {
         any
     }
 
+    /// Replace the whole value of each sensitive field present.
+    fn mask_sensitive(&mut self, e: &mut Event) -> bool {
+        let mut any = false;
+        for f in &self.sensitive {
+            let Some(v) = e.fields.get_mut(&f.name) else { continue };
+            let text = match &*v {
+                Value::Null => continue,
+                Value::Str(s) => s.as_str().to_string(),
+                Value::Int(i) => i.to_string(),
+                Value::Float(x) => x.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => format!("{other:?}"),
+            };
+            let mut out = String::new();
+            match self.whole_mode {
+                Mode::Redact => out.push_str(&f.label),
+                Mode::Partial => out.push_str(&partial(None, &text)),
+                Mode::Hash => pseudonym(self.key.as_deref().expect("checked at build"), &f.name, &text, &mut out),
+            }
+            *v = Value::Str(ByteStr::from(out));
+            f.counter.increment(1);
+            any = true;
+        }
+        any
+    }
+
     /// Mask an event in place; returns true if anything was masked.
     pub fn apply(&mut self, e: &mut Event) -> bool {
-        let mut any = false;
+        let mut any = !self.sensitive.is_empty() && self.mask_sensitive(e);
         if let Some(m) = self.mask_str(e.message()) {
             e.message = Some(ByteStr::from(m));
             any = true;
@@ -447,5 +515,42 @@ mod tests {
         assert_eq!(e.fields.get("trace_id").unwrap().as_str(), Some("203.0.113.1"));
         assert!(!e.marks.has(Marks::INVALID_UTF8));
         assert!(!e.raw.windows(4).any(|w| w == b"a@b."));
+    }
+
+    #[test]
+    fn sensitive_fields_are_masked_whole() {
+        use bytes::Bytes;
+        use sluice_event::{Origin, OriginInfo, Timestamp};
+        let event = || {
+            let mut e = Event::from_line(
+                Bytes::from_static(b"login ok"),
+                Timestamp(0),
+                Origin { info: OriginInfo::new("s", None), offset: 0 },
+            );
+            e.fields.insert("user", Value::from("jane.doe"));
+            e.fields.insert("account", Value::Int(42));
+            e
+        };
+        let c: MaskConfig = toml::from_str("sensitive_fields = [\"user\", \"account\", \"absent\"]").unwrap();
+        let mut e = event();
+        assert!(c.compile().unwrap().apply(&mut e));
+        assert_eq!(e.fields.get("user").unwrap().as_str(), Some("[USER]"));
+        assert_eq!(e.fields.get("account").unwrap().as_str(), Some("[ACCOUNT]"));
+        assert!(e.fields.get("absent").is_none());
+        // Keyed pseudonyms: the same person, the same value; no key, no build.
+        std::env::set_var("SLUICE_TEST_MASK_KEY_SF", "k1");
+        let c: MaskConfig = toml::from_str(
+            "sensitive_fields = [\"user\"]\nmode = \"hash\"\nhash_key_env = \"SLUICE_TEST_MASK_KEY_SF\"",
+        )
+        .unwrap();
+        let (mut a, mut b) = (event(), event());
+        let mut m = c.compile().unwrap();
+        m.apply(&mut a);
+        m.apply(&mut b);
+        let pa = a.fields.get("user").unwrap().as_str().unwrap().to_string();
+        assert!(pa.starts_with("user:") && pa.len() == "user:".len() + 12, "{pa}");
+        assert_eq!(Some(pa.as_str()), b.fields.get("user").unwrap().as_str());
+        let c: MaskConfig = toml::from_str("sensitive_fields = [\"user\"]\nmode = \"hash\"").unwrap();
+        assert!(c.compile().is_err());
     }
 }
