@@ -28,66 +28,43 @@ struct Receiver {
 
 impl Receiver {
     fn start(port: u16, script: Vec<(u16, Option<u64>, &'static str)>) -> Receiver {
+        Receiver::start_with(port, script, None)
+    }
+
+    /// The same over TLS with the given certificate and key (PEM files).
+    fn start_tls(port: u16, crt: &Path, key: &Path) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(crt).unwrap().map(|c| c.unwrap()).collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Receiver::start_with(port, vec![], Some(Arc::new(config)))
+    }
+
+    fn start_with(
+        port: u16,
+        script: Vec<(u16, Option<u64>, &'static str)>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let s = seen.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let (seen, script) = (s.clone(), script.clone());
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(conn.try_clone().unwrap());
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut len = 0usize;
-                        let mut tenant = None;
-                        let mut auth = None;
-                        let mut json = false;
-                        loop {
-                            let mut h = String::new();
-                            r.read_line(&mut h).unwrap();
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            let (k, v) = h.split_once(':').unwrap();
-                            match k.to_ascii_lowercase().as_str() {
-                                "content-length" => len = v.trim().parse().unwrap(),
-                                "x-scope-orgid" => tenant = Some(v.trim().to_string()),
-                                "authorization" => auth = Some(v.trim().to_string()),
-                                "content-type" => json = v.trim() == "application/json",
-                                _ => {}
-                            }
-                        }
-                        let mut body = vec![0u8; len];
-                        r.read_exact(&mut body).unwrap();
-                        assert!(line.starts_with("POST /loki/api/v1/push "), "{line}");
-                        let (status, retry_after, text) = script.lock().unwrap().pop_front().unwrap_or((204, None, ""));
-                        {
-                            let mut seen = seen.lock().unwrap();
-                            seen.requests.push((status, Instant::now(), tenant));
-                            seen.auth.push(auth);
-                            if status < 300 {
-                                let req = if json {
-                                    from_json(&body)
-                                } else {
-                                    proto::decode(&body).expect("a valid snappy logproto body")
-                                };
-                                seen.accepted.push(req);
-                            }
-                        }
-                        let extra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
-                        let resp = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}Connection: keep-alive\r\n\r\n{text}",
-                            text.len()
-                        );
-                        if conn.write_all(resp.as_bytes()).is_err() {
-                            return;
-                        }
+                let Ok(conn) = conn else { continue };
+                let (seen, script, tls) = (s.clone(), script.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(conn, &seen, &script),
+                    Some(cfg) => {
+                        let Ok(server) = rustls::ServerConnection::new(cfg) else { return };
+                        serve(rustls::StreamOwned::new(server, conn), &seen, &script)
                     }
                 });
             }
@@ -109,6 +86,65 @@ impl Receiver {
             }
         }
         out
+    }
+}
+
+type Script = Mutex<VecDeque<(u16, Option<u64>, &'static str)>>;
+
+/// One connection: read pushes until it closes, answer from the script (then 204).
+fn serve(stream: impl Read + Write, seen: &Mutex<Seen>, script: &Script) {
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut len = 0usize;
+        let mut tenant = None;
+        let mut auth = None;
+        let mut json = false;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap();
+            match k.to_ascii_lowercase().as_str() {
+                "content-length" => len = v.trim().parse().unwrap(),
+                "x-scope-orgid" => tenant = Some(v.trim().to_string()),
+                "authorization" => auth = Some(v.trim().to_string()),
+                "content-type" => json = v.trim() == "application/json",
+                _ => {}
+            }
+        }
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        assert!(line.starts_with("POST /loki/api/v1/push "), "{line}");
+        let (status, retry_after, text) = script.lock().unwrap().pop_front().unwrap_or((204, None, ""));
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.requests.push((status, Instant::now(), tenant));
+            seen.auth.push(auth);
+            if status < 300 {
+                let req =
+                    if json { from_json(&body) } else { proto::decode(&body).expect("a valid snappy logproto body") };
+                seen.accepted.push(req);
+            }
+        }
+        let extra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}Connection: keep-alive\r\n\r\n{text}",
+            text.len()
+        );
+        if r.get_mut().write_all(resp.as_bytes()).and_then(|_| r.get_mut().flush()).is_err() {
+            return;
+        }
     }
 }
 
@@ -368,4 +404,19 @@ fn nothing_unmasked_leaves_in_lines_or_metadata() {
         assert!(line.contains("[EMAIL]"), "{format}: {line}");
         assert!(!md["trace_id"].contains("jane@"), "{format}: {md:?}");
     }
+}
+
+#[test]
+fn https_endpoint_with_a_private_ca() {
+    let Some(_) = tool("openssl", "openssl") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::syslog::certificates(d);
+    let logs = write_log(d, 40);
+    let port = free_port();
+    let rx = Receiver::start_tls(port, &d.join("server.crt"), &d.join("server.key"));
+    let cfg = config(d, &logs, port, &format!("ca_file = \"{}/ca.crt\"", d.display()))
+        .replace(&format!("http://127.0.0.1:{port}"), &format!("https://127.0.0.1:{port}"));
+    run_to_end(d, &cfg, Duration::from_secs(60));
+    assert_eq!(rx.entries().len(), 40);
 }
