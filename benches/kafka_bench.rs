@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary};
+use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary, sink_config};
 
 fn main() {
     let cached = std::env::var("HOME").map(|h| format!("{h}/.cache/sluice/tansu/bin/tansu")).unwrap_or_default();
@@ -100,10 +100,7 @@ fn main() {
             let _ = std::fs::remove_dir_all(&out);
             std::fs::create_dir_all(&out).unwrap();
             let api = free_port();
-            let sink_cfg = match sink {
-                "blackhole" => "type = \"blackhole\"".to_string(),
-                _ => format!("type = \"file\"\npath = \"{}/out.ndjson\"", out.display()),
-            };
+            let sink_cfg = sink_config(sink, &out);
             let cfg = format!(
                 "data_dir = \"{0}/data\"\n[api]\naddress = \"127.0.0.1:{api}\"\n[sources.k]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:{port}\"\ntopics = [\"bench\"]\ngroup_id = \"bench-{sink}-{run}\"\nauto_offset_reset = \"earliest\"\n{options}\n[sinks.out]\ninputs = [\"k\"]\n{sink_cfg}\n",
                 out.display()

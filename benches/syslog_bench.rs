@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary};
+use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary, sink_config};
 
 fn main() {
     if Command::new("loggen").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
@@ -41,10 +41,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).unwrap();
         let (api, port) = (free_port(), free_port());
-        let sink_cfg = match sink.as_str() {
-            "blackhole" => "type = \"blackhole\"".to_string(),
-            _ => format!("type = \"file\"\npath = \"{}/out.ndjson\"", out.display()),
-        };
+        let sink_cfg = sink_config(&sink, &out);
         let cfg = format!(
             "data_dir = \"{0}/data\"\n[api]\naddress = \"127.0.0.1:{api}\"\n[sources.syslog]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n[sinks.out]\ninputs = [\"syslog\"]\n{sink_cfg}\n",
             out.display()

@@ -63,3 +63,11 @@ pub fn rate_summary(mut rates: Vec<f64>, mut cpus: Vec<f64>) -> String {
         cpus[cpus.len() / 2]
     )
 }
+
+/// The `[sinks.out]` body for `--sink blackhole|file` (the file under `out`).
+pub fn sink_config(sink: &str, out: &std::path::Path) -> String {
+    match sink {
+        "blackhole" => "type = \"blackhole\"".to_string(),
+        _ => format!("type = \"file\"\npath = \"{}/out.ndjson\"", out.display()),
+    }
+}

@@ -122,14 +122,15 @@ impl Controls {
         if !changed {
             return;
         }
-        let mut stages = Vec::new();
-        for s in self.sampling_states() {
-            if let Some(until) = &s.bypass_until {
-                if let Some(t) = parse_rfc3339(until) {
-                    stages.push(SavedStage { stage: s.stage, until_ns: t, reason: s.reason, by: s.by });
-                }
-            }
-        }
+        let stages = self
+            .sampling
+            .values()
+            .filter_map(|sw| {
+                let until_ns = sw.bypass_until_ns()?;
+                let st = sw.state();
+                Some(SavedStage { stage: st.stage, until_ns, reason: st.reason, by: st.by })
+            })
+            .collect();
         if let Err(e) = store.save(SAMPLING_DOC, &SavedSampling { stages }) {
             tracing::error!(error = %e, "cannot save the sampling state");
         }
@@ -175,8 +176,4 @@ impl Controls {
             c.bypass(None, "started with --no-sampling", "--no-sampling");
         }
     }
-}
-
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    sluice_parsers::timestamp::parse_exact(text, &sluice_parsers::Context::default()).map(|t| t.0)
 }

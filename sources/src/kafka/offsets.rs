@@ -23,7 +23,9 @@ struct Partition {
 
 pub struct Offsets {
     by_key: HashMap<u64, Partition>,
-    current: HashMap<(String, i32), u64>,
+    /// The stream key of each partition's current assignment, by topic then partition
+    /// (looked up per message by `&str`, without allocating).
+    current: HashMap<String, HashMap<i32, u64>>,
     next_key: u64,
     tx: Sender<AckSignal>,
     rx: Receiver<AckSignal>,
@@ -36,12 +38,12 @@ impl Offsets {
 
     /// The stream key of a partition's current assignment (made on its first message).
     pub fn stream_key(&mut self, topic: &str, partition: i32) -> u64 {
-        if let Some(&k) = self.current.get(&(topic.to_string(), partition)) {
+        if let Some(&k) = self.current.get(topic).and_then(|p| p.get(&partition)) {
             return k;
         }
         let k = self.next_key;
         self.next_key += 1;
-        self.current.insert((topic.to_string(), partition), k);
+        self.current.entry(topic.to_string()).or_default().insert(partition, k);
         self.by_key
             .insert(k, Partition { topic: topic.to_string(), partition, tracker: Tracker::new(), committed: None });
         k
@@ -84,7 +86,7 @@ impl Offsets {
     pub fn committed(&mut self, list: &TopicPartitionList) {
         for e in list.elements() {
             let Offset::Offset(off) = e.offset() else { continue };
-            if let Some(&k) = self.current.get(&(e.topic().to_string(), e.partition())) {
+            if let Some(&k) = self.current.get(e.topic()).and_then(|p| p.get(&e.partition())) {
                 if let Some(p) = self.by_key.get_mut(&k) {
                     p.committed = Some(p.committed.map_or(off as u64, |c| c.max(off as u64)));
                 }
@@ -96,7 +98,7 @@ impl Offsets {
     /// abandoned (later acknowledgements are ignored).
     pub fn forget(&mut self, revoked: &[(String, i32)]) {
         for (t, n) in revoked {
-            if let Some(k) = self.current.remove(&(t.clone(), *n)) {
+            if let Some(k) = self.current.get_mut(t.as_str()).and_then(|p| p.remove(n)) {
                 self.by_key.remove(&k);
             }
         }

@@ -95,6 +95,13 @@ impl Switch {
         self.changed.swap(false, Ordering::AcqRel)
     }
 
+    /// Unix nanoseconds the bypass expires at; None when sampling or bypassed until
+    /// further notice.
+    pub fn bypass_until_ns(&self) -> Option<i64> {
+        let u = self.until.load(Ordering::Acquire);
+        (u != 0 && u != i64::MAX).then_some(u)
+    }
+
     pub fn state(&self) -> SwitchState {
         let u = self.until.load(Ordering::Acquire);
         let (reason, by) = self.info.lock().unwrap().clone();
