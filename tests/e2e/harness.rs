@@ -240,3 +240,17 @@ pub fn read_lines_from(reader: &mut impl std::io::Read, n: usize) {
     }
     assert_eq!(got, n);
 }
+
+/// Tests share one machine and one disk. A test whose assertion depends on how quickly
+/// fsync returns (the duplicates bound after `kill -9`: checkpoints are fsynced) takes
+/// [`quiet_disk`]; tests that write tens of megabytes take [`disk_heavy`], so the two
+/// never overlap (heavy tests still run beside each other and beside everything else).
+static DISK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn quiet_disk() -> std::sync::RwLockWriteGuard<'static, ()> {
+    DISK.write().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn disk_heavy() -> std::sync::RwLockReadGuard<'static, ()> {
+    DISK.read().unwrap_or_else(|e| e.into_inner())
+}

@@ -141,6 +141,7 @@ fn assert_all(counts: &HashMap<String, usize>, want: &[String], exactly_once: bo
 
 #[test]
 fn hundred_thousand_messages_exactly_once_and_offsets_committed() {
+    let _disk = disk_heavy();
     let Some(b) = Broker::start() else { return };
     b.create_topic("logs", 4);
     b.produce("logs", 0..100_000, 4);
@@ -184,6 +185,7 @@ fn hundred_thousand_messages_exactly_once_and_offsets_committed() {
 
 #[test]
 fn kill9_mid_stream_and_restart_loses_nothing() {
+    let _disk = disk_heavy();
     let Some(b) = Broker::start() else { return };
     b.create_topic("logs", 4);
     b.produce("logs", 0..100_000, 4);
@@ -206,6 +208,7 @@ fn kill9_mid_stream_and_restart_loses_nothing() {
 
 #[test]
 fn two_instances_share_the_partitions_and_sample_alike() {
+    let _disk = disk_heavy();
     let Some(b) = Broker::start() else { return };
     b.create_topic("logs", 4);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];

@@ -124,6 +124,7 @@ fn seqs(dir: &Path) -> (usize, HashSet<u64>) {
 
 #[test]
 fn loggen_over_tcp_loses_nothing_with_either_framing() {
+    let _disk = disk_heavy();
     let Some(loggen) = tool("loggen", "syslog-ng-core") else { return };
     for octet_counting in [false, true] {
         let dir = tempfile::tempdir().unwrap();
@@ -351,6 +352,7 @@ fn garbage_floods_and_slow_clients_do_not_stop_the_source() {
 /// every message arrives.
 #[test]
 fn tcp_reads_are_paced_by_backpressure() {
+    let _disk = disk_heavy();
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();

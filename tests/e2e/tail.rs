@@ -114,6 +114,7 @@ fn unread_bytes(port: u16) -> u64 {
 /// the reader is behind (its sink is slow): every line arrives exactly once.
 #[test]
 fn rotation_while_writing_loses_and_duplicates_nothing() {
+    let _disk = disk_heavy();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -176,6 +177,7 @@ fn rotation_while_writing_loses_and_duplicates_nothing() {
 /// every line arrives at least once; duplicates stay within about one batch per kill.
 #[test]
 fn kill9_and_restart_loses_nothing() {
+    let _disk = quiet_disk();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -286,6 +288,7 @@ fn globs_new_files_exclude_and_read_from_end() {
 /// stays bounded, unread bytes are reported, and nothing is dropped.
 #[test]
 fn slow_sink_backpressure_bounds_memory() {
+    let _disk = disk_heavy();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
