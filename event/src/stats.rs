@@ -24,7 +24,7 @@ pub struct ComponentStats {
     m_out: Counter,
     m_bytes: Counter,
     m_unread: Gauge,
-    m_retries: Counter,
+    m_retries: Option<Counter>,
 }
 
 fn labels(name: &str, kind: &'static str, ty: &str) -> [(&'static str, String); 3] {
@@ -51,7 +51,8 @@ impl ComponentStats {
             m_out: counter!("sluice_events_out_total", &l),
             m_bytes: counter!("sluice_bytes_in_total", &l),
             m_unread: gauge!("sluice_file_unread_bytes", &l),
-            m_retries: counter!("sluice_sink_retries_total", &l),
+            // Only sinks retry: the series exists only for them.
+            m_retries: (kind == "sink").then(|| counter!("sluice_sink_retries_total", &l)),
         }
     }
     pub fn events_in(&self, n: u64, bytes: u64) {
@@ -85,7 +86,9 @@ impl ComponentStats {
     }
     pub fn retry(&self) {
         self.retries.fetch_add(1, Relaxed);
-        self.m_retries.increment(1);
+        if let Some(c) = &self.m_retries {
+            c.increment(1);
+        }
     }
     pub fn set_unread_bytes(&self, b: u64) {
         self.unread_bytes.store(b, Relaxed);
