@@ -81,6 +81,7 @@ pub const SINKS: &[Entry<SinkBuilder>] = &[
     sink::<sinks::console::ConsoleConfig>("console"),
     sink::<sinks::blackhole::BlackholeConfig>("blackhole"),
     sink::<sinks::loki::LokiSinkConfig>("loki"),
+    sink::<sinks::s3::S3SinkConfig>("s3"),
 ];
 
 fn located(cfg: &Config, c: &Component, e: OptionError) -> Diagnostic {
@@ -233,13 +234,18 @@ pub fn build_all(cfg: &Config) -> Result<Vec<(Component, Built)>, Vec<Diagnostic
         }
         for c in cfg.components.iter().filter(|c| c.kind == Kind::Sink) {
             let Some(f) = lookup(SINKS, &c.type_name).and_then(|e| e.fields) else { continue };
-            for (label, field) in f(cfg, c) {
+            for (key, field) in f(cfg, c) {
                 if let Some((_, stage)) = sensitive.iter().find(|(s, _)| *s == field) {
+                    let why = if key.starts_with("labels.") {
+                        "labels are indexed and leave sluice: put it in `structured_metadata` (masked) instead"
+                    } else {
+                        "object keys are listed in clear and leave sluice: partition by a field that is not personal data"
+                    };
                     errs.push(cfg.error_at_option(
                         c,
-                        &format!("labels.{label}"),
+                        &key,
                         format!(
-                            "`{}.{}.labels.{label}`: `{field}` is marked sensitive by `transforms.{stage}`; labels are indexed and leave sluice: put it in `structured_metadata` (masked) instead",
+                            "`{}.{}.{key}`: `{field}` is marked sensitive by `transforms.{stage}`; {why}",
                             c.kind.table(),
                             c.name
                         ),

@@ -10,7 +10,7 @@ use sluice_event::{Ack, Batch};
 use sluice_sinks::Sink;
 use sluice_sources::{BatchLimits, Outputs, SourceContext};
 use sluice_transforms::Transform;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -311,7 +311,7 @@ fn run_transform(
 
 /// Drive a sink: write each batch (retrying with backoff, never dropping), flush when
 /// the input is momentarily empty or enough is pending, and only then release the
-/// batches' acknowledgement tokens.
+/// batches' acknowledgement tokens (as many as the sink reports durable, in order).
 fn run_sink(
     mut sink: Box<dyn Sink>,
     mut rx: mpsc::Receiver<Batch>,
@@ -319,22 +319,33 @@ fn run_sink(
     abort: &AtomicBool,
     rt: &tokio::runtime::Handle,
 ) {
-    let mut pending: Vec<Ack> = Vec::new();
-    let mut pending_events = 0u64;
+    // Written batches not yet durable: their tokens and event counts, oldest first.
+    let mut pending: VecDeque<(Vec<Ack>, u64)> = VecDeque::new();
+    // Batches released since start; `released + pending.len()` were written (the sink
+    // counts its writes the same way).
+    let mut released = 0u64;
     let max_pending = sink.max_pending_batches().max(1);
     let linger = sink.linger();
     // When the oldest unflushed write happened (for `linger`).
     let mut oldest: Option<Instant> = None;
-    let flush = |sink: &mut Box<dyn Sink>, pending: &mut Vec<Ack>, pending_events: &mut u64| -> bool {
+    let release = |sink: &dyn Sink, pending: &mut VecDeque<(Vec<Ack>, u64)>, released: &mut u64| {
+        let written = *released + pending.len() as u64;
+        let durable = sink.durable_batches().unwrap_or(written).min(written);
+        while *released < durable {
+            let Some((acks, n)) = pending.pop_front() else { break };
+            stats.events_out(n);
+            drop(acks); // releases the tokens: the input is acknowledged
+            *released += 1;
+        }
+    };
+    let flush = |sink: &mut Box<dyn Sink>, pending: &mut VecDeque<(Vec<Ack>, u64)>, released: &mut u64| -> bool {
         if pending.is_empty() {
             return true;
         }
         if !retry(stats, abort, "flush", || sink.flush()) {
             return false;
         }
-        stats.events_out(*pending_events);
-        *pending_events = 0;
-        pending.clear(); // releases the tokens: the input is acknowledged
+        release(sink.as_ref(), pending, released);
         true
     };
     loop {
@@ -342,26 +353,33 @@ fn run_sink(
             Ok(b) => b,
             Err(mpsc::error::TryRecvError::Empty) => {
                 // Input paused: a lingering sink waits for more until its oldest write is
-                // `linger` old; others flush now.
-                let due = oldest.map(|t| linger.saturating_sub(t.elapsed()));
-                match due {
-                    Some(wait) if !wait.is_zero() && !pending.is_empty() => {
-                        match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-                            Ok(Some(b)) => b,
-                            Ok(None) => break,
-                            Err(_elapsed) => continue,
-                        }
-                    }
+                // `linger` old; others flush now. A sink that completes output in pieces
+                // may still hold batches after the flush: wake when its next piece is due.
+                let lingering = oldest.map(|t| linger.saturating_sub(t.elapsed())).filter(|w| !w.is_zero());
+                let wait = match lingering {
+                    Some(w) if !pending.is_empty() => Some(w),
                     _ => {
-                        if !flush(&mut sink, &mut pending, &mut pending_events) {
+                        if !flush(&mut sink, &mut pending, &mut released) {
                             break;
                         }
                         oldest = None;
-                        match rx.blocking_recv() {
-                            Some(b) => b,
-                            None => break,
+                        if pending.is_empty() {
+                            None
+                        } else {
+                            sink.next_due().map(|d| d.max(Duration::from_millis(1)))
                         }
                     }
+                };
+                match wait {
+                    Some(wait) => match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                        Ok(Some(b)) => b,
+                        Ok(None) => break,
+                        Err(_elapsed) => continue,
+                    },
+                    None => match rx.blocking_recv() {
+                        Some(b) => b,
+                        None => break,
+                    },
                 }
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
@@ -374,20 +392,23 @@ fn run_sink(
             }
             break;
         }
-        pending_events += n;
         let Batch { events, acks } = batch;
         drop(events);
-        pending.extend(acks);
+        pending.push_back((acks, n));
         oldest.get_or_insert_with(Instant::now);
         if pending.len() >= max_pending || sink.wants_flush() {
-            if !flush(&mut sink, &mut pending, &mut pending_events) {
+            if !flush(&mut sink, &mut pending, &mut released) {
                 break;
             }
             oldest = None;
         }
     }
-    if !flush(&mut sink, &mut pending, &mut pending_events) {
-        for a in &pending {
+    // Input ended (or the pipeline is aborting): close what is open and deliver it.
+    if retry(stats, abort, "finish", || sink.finish()) {
+        release(sink.as_ref(), &mut pending, &mut released);
+    }
+    for (acks, _) in &pending {
+        for a in acks {
             a.fail();
         }
     }

@@ -10,6 +10,7 @@ pub mod blackhole;
 pub mod console;
 pub mod file;
 pub mod loki;
+pub mod s3;
 
 use sluice_event::Batch;
 
@@ -52,6 +53,22 @@ pub trait Sink: Send {
     fn wants_flush(&self) -> bool {
         false
     }
+    /// How many of the batches written so far (every `write` that succeeded, counted
+    /// from the first) are durable after the last `flush`. Sinks that complete their
+    /// output in pieces (an object per partition, closed on size or age) return fewer
+    /// than all; the runner acknowledges that many, in order. `None`: all of them.
+    fn durable_batches(&self) -> Option<u64> {
+        None
+    }
+    /// When input pauses while batches are not yet durable: how long until the sink has
+    /// work due (an object reaches its age), so the runner calls `flush` then.
+    fn next_due(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The pipeline is stopping: make everything written durable (close open objects).
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 /// A config struct that builds a sink. Building has no side effects, so `sluice
@@ -59,8 +76,9 @@ pub trait Sink: Send {
 pub trait SinkConfig {
     /// Check the options and build the sink. An error names the offending option.
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, OptionError>;
-    /// The fields the sink puts in labels, as (label name, field): labels are indexed
-    /// and leave sluice, so the pipeline refuses fields declared sensitive there.
+    /// The fields the sink puts in labels or object keys, as (option path such as
+    /// `labels.user` or `key_template`, field): they are indexed or listed in clear and
+    /// leave sluice, so the pipeline refuses fields declared sensitive there.
     fn label_fields(&self) -> Vec<(String, String)> {
         Vec::new()
     }

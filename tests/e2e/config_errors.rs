@@ -49,7 +49,7 @@ fn unknown_type_lists_known_types() {
     );
     expect_error(
         &format!("{SRC}[sinks.out]\ntype = \"kafka2\"\ninputs = [\"app\"]\n"),
-        "CFG:5:8: `sinks.out.type`: unknown sink type `kafka2`, expected one of `file`, `console`, `blackhole` or `loki`",
+        "CFG:5:8: `sinks.out.type`: unknown sink type `kafka2`, expected one of `file`, `console`, `blackhole`, `loki` or `s3`",
     );
 }
 
@@ -175,5 +175,20 @@ fn labels_may_not_read_fields_marked_sensitive() {
     // In structured metadata (masked whole by the stage) it is fine.
     let ok = cfg.replace(", user = \"{user_id}\"", "");
     let (code, _, err) = validate(&ok);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn s3_keys_may_not_read_fields_marked_sensitive() {
+    let cfg = format!(
+        "{SRC}[transforms.pii]\ntype = \"mask\"\ninputs = [\"app\"]\nsensitive_fields = [\"user_id\"]\n\
+         [sinks.archive]\ntype = \"s3\"\ninputs = [\"pii\"]\nbucket = \"logs\"\n\
+         key_template = \"logs/{{user_id}}/{{instance}}-{{seq}}.ndjson.zst\"\n"
+    );
+    expect_error(
+        &cfg,
+        "CFG:12:16: `sinks.archive.key_template`: `user_id` is marked sensitive by `transforms.pii`; object keys are listed in clear and leave sluice: partition by a field that is not personal data",
+    );
+    let (code, _, err) = validate(&cfg.replace("{user_id}", "{source}"));
     assert_eq!(code, 0, "{err}");
 }

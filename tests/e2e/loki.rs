@@ -22,12 +22,12 @@ struct Seen {
 
 /// A Loki push endpoint on `port`; `script` answers first (status, Retry-After, body),
 /// then 204.
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Arc<Mutex<Seen>>,
 }
 
 impl Receiver {
-    fn start(port: u16, script: Vec<(u16, Option<u64>, &'static str)>) -> Receiver {
+    pub(crate) fn start(port: u16, script: Vec<(u16, Option<u64>, &'static str)>) -> Receiver {
         Receiver::start_with(port, script, None)
     }
 
@@ -73,7 +73,7 @@ impl Receiver {
     }
 
     /// Every accepted entry: (labels, timestamp ns, line, structured metadata).
-    fn entries(&self) -> Vec<(String, i64, String, HashMap<String, String>)> {
+    pub(crate) fn entries(&self) -> Vec<(String, i64, String, HashMap<String, String>)> {
         let seen = self.seen.lock().unwrap();
         let mut out = Vec::new();
         for req in &seen.accepted {

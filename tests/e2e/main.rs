@@ -5,6 +5,7 @@ mod harness;
 
 mod kafka;
 mod loki;
+mod s3;
 
 mod api;
 mod config_errors;

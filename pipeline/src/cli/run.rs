@@ -28,7 +28,12 @@ pub fn main(args: Args) -> ExitCode {
     };
     // Components register their metrics when built, so the exporter is installed first,
     // with the settings the stages declare (histogram buckets of log-derived metrics).
-    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("sluice_s3_upload_seconds".into()),
+            sluice_sinks::s3::UPLOAD_SECONDS_BUCKETS,
+        )
+        .expect("static buckets are valid");
     for (name, buckets) in registry::exporter_settings(&cfg).histogram_buckets {
         builder =
             match builder.set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(name.clone()), &buckets) {

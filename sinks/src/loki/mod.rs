@@ -149,7 +149,7 @@ impl SinkConfig for LokiSinkConfig {
             .iter()
             .filter_map(|(name, v)| {
                 let field = v.strip_prefix('{')?.strip_suffix('}')?;
-                Some((name.clone(), field.to_string()))
+                Some((format!("labels.{name}"), field.to_string()))
             })
             .collect()
     }
