@@ -11,15 +11,12 @@
 //! input bytes over CPU seconds.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, children_cpu_seconds, free_port};
+use util::{arg, corpus_args, corpus_files, free_port, run_sluice};
 
 fn receiver(port: u16, bytes: Arc<AtomicU64>) {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -59,18 +56,9 @@ fn receiver(port: u16, bytes: Arc<AtomicU64>) {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let corpus = PathBuf::from(arg("--corpus", root.join("target/bench-data/seed7-1G").to_str().unwrap()));
-    let sluice = PathBuf::from(arg("--sluice", root.join("target/release/sluice").to_str().unwrap()));
-    let runs: usize = arg("--runs", "3").parse().unwrap();
+    let (root, corpus, sluice, runs) = corpus_args();
     let encoding = arg("--encoding", "protobuf");
-    let files: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect())
-        .unwrap_or_default();
-    if files.is_empty() {
-        println!("SKIP: no corpus in {} (run e2e-bench once to generate it)", corpus.display());
-        return;
-    }
+    let Some(files) = corpus_files(&corpus) else { return };
     let input: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     let port = free_port();
     let pushed = Arc::new(AtomicU64::new(0));
@@ -87,19 +75,7 @@ fn main() {
             corpus.display()
         );
         std::fs::write(out.join("bench.toml"), cfg).unwrap();
-        let t = Instant::now();
-        let cpu_before = children_cpu_seconds();
-        let st = Command::new(&sluice)
-            .args(["run", "--config"])
-            .arg(out.join("bench.toml"))
-            .env("SLUICE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("sluice");
-        let secs = t.elapsed().as_secs_f64();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-        let cpu = children_cpu_seconds() - cpu_before;
+        let (secs, cpu) = run_sluice(&sluice, &out.join("bench.toml"), &[]);
         times.push(secs);
         cpus.push(cpu);
     }

@@ -12,13 +12,12 @@
 //! that the objects hold every line of the input.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, children_cpu_seconds, free_port};
+use util::{arg, corpus_args, corpus_files, free_port, run_sluice};
 
 fn http(port: u16, method: &str, path: &str) -> (u16, Vec<u8>) {
     use std::io::Read;
@@ -42,19 +41,10 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let corpus = PathBuf::from(arg("--corpus", root.join("target/bench-data/seed7-1G").to_str().unwrap()));
-    let sluice = PathBuf::from(arg("--sluice", root.join("target/release/sluice").to_str().unwrap()));
-    let runs: usize = arg("--runs", "3").parse().unwrap();
+    let (root, corpus, sluice, runs) = corpus_args();
     let compression = arg("--compression", "zstd");
     let moto = arg("--moto", "moto_server");
-    let files: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect())
-        .unwrap_or_default();
-    if files.is_empty() {
-        println!("SKIP: no corpus in {} (run e2e-bench once to generate it)", corpus.display());
-        return;
-    }
+    let Some(files) = corpus_files(&corpus) else { return };
     let input: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     let lines: u64 =
         files.iter().map(|f| std::fs::read(f).unwrap().iter().filter(|&&b| b == b'\n').count() as u64).sum();
@@ -90,21 +80,11 @@ fn main() {
             corpus.display()
         );
         std::fs::write(out.join("bench.toml"), cfg).unwrap();
-        let t = Instant::now();
-        let cpu_before = children_cpu_seconds();
-        let st = Command::new(&sluice)
-            .args(["run", "--config"])
-            .arg(out.join("bench.toml"))
-            .env("SLUICE_LOG", "warn")
-            .env("AWS_ACCESS_KEY_ID", "bench")
-            .env("AWS_SECRET_ACCESS_KEY", "bench")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("sluice");
-        let secs = t.elapsed().as_secs_f64();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-        let cpu = children_cpu_seconds() - cpu_before;
+        let (secs, cpu) = run_sluice(
+            &sluice,
+            &out.join("bench.toml"),
+            &[("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")],
+        );
         times.push(secs);
         cpus.push(cpu);
         // Every line of the input is in the objects (checked on the first run).

@@ -71,3 +71,45 @@ pub fn sink_config(sink: &str, out: &std::path::Path) -> String {
         _ => format!("type = \"file\"\npath = \"{}/out.ndjson\"", out.display()),
     }
 }
+
+/// The corpus driver arguments: (repository root, corpus dir, sluice binary, runs).
+pub fn corpus_args() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf, usize) {
+    use std::path::PathBuf;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let corpus = PathBuf::from(arg("--corpus", root.join("target/bench-data/seed7-1G").to_str().unwrap()));
+    let sluice = PathBuf::from(arg("--sluice", root.join("target/release/sluice").to_str().unwrap()));
+    let runs: usize = arg("--runs", "3").parse().unwrap();
+    (root, corpus, sluice, runs)
+}
+
+/// The `.log` files of the corpus; `None` (and a SKIP line) when there are none.
+pub fn corpus_files(corpus: &std::path::Path) -> Option<Vec<std::path::PathBuf>> {
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(corpus)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect())
+        .unwrap_or_default();
+    if files.is_empty() {
+        println!("SKIP: no corpus in {} (run e2e-bench once to generate it)", corpus.display());
+        return None;
+    }
+    Some(files)
+}
+
+/// Run `sluice run --config CFG` to completion with `env`; returns (wall seconds, CPU
+/// seconds of sluice). Panics with its stderr if it fails.
+pub fn run_sluice(sluice: &std::path::Path, cfg: &std::path::Path, env: &[(&str, &str)]) -> (f64, f64) {
+    use std::process::{Command, Stdio};
+    let t = std::time::Instant::now();
+    let cpu_before = children_cpu_seconds();
+    let st = Command::new(sluice)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("SLUICE_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("sluice");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    (secs, children_cpu_seconds() - cpu_before)
+}

@@ -177,13 +177,25 @@ fn stored(m: &Moto) -> Vec<(String, String, u64)> {
     out
 }
 
-#[test]
-fn s3_objects_are_partitioned_complete_and_in_order() {
-    let Some(m) = Moto::start() else { return };
+/// A bucket `logs` and a temporary directory with an empty `logs/` for the input.
+fn bucket_and_dir(m: &Moto) -> (tempfile::TempDir, PathBuf) {
     m.create_bucket("logs");
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
+    (dir, logs)
+}
+
+/// A moto server (None: skipped), with [`bucket_and_dir`].
+fn setup() -> Option<(Moto, tempfile::TempDir, PathBuf)> {
+    let m = Moto::start()?;
+    let (dir, logs) = bucket_and_dir(&m);
+    Some((m, dir, logs))
+}
+
+#[test]
+fn s3_objects_are_partitioned_complete_and_in_order() {
+    let Some((m, dir, logs)) = setup() else { return };
     let services = ["orders", "payments", "gateway"];
     let mut text = String::new();
     for n in 0..3000u64 {
@@ -225,11 +237,7 @@ fn s3_objects_are_partitioned_complete_and_in_order() {
 
 #[test]
 fn s3_outage_of_30s_holds_data_back_and_loses_nothing() {
-    let Some(m) = Moto::start() else { return };
-    m.create_bucket("logs");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let Some((m, dir, logs)) = setup() else { return };
     let api = free_port();
     let cfg = config(
         dir.path(),
@@ -318,16 +326,19 @@ fn write_big_log(path: &Path, lines: u64) {
     f.flush().unwrap();
 }
 
+/// A bucket `logs` and a directory with `logs/big.log` of `lines` lines.
+fn big_run(m: &Moto, lines: u64) -> (tempfile::TempDir, PathBuf) {
+    let (dir, logs) = bucket_and_dir(m);
+    write_big_log(&logs.join("big.log"), lines);
+    (dir, logs)
+}
+
 #[test]
 fn s3_300mb_run_uses_multipart_and_reads_back_whole() {
     let Some(m) = Moto::start() else { return };
     let _disk = disk_heavy();
-    m.create_bucket("logs");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
     let lines = 2_500_000u64;
-    write_big_log(&logs.join("big.log"), lines);
+    let (dir, logs) = big_run(&m, lines);
     let size = std::fs::metadata(logs.join("big.log")).unwrap().len();
     assert!(size >= 300_000_000, "{size} bytes");
     let cfg = config(
@@ -359,12 +370,8 @@ fn s3_300mb_run_uses_multipart_and_reads_back_whole() {
 fn s3_upload_cut_by_kill_9_is_never_visible_and_replays_after_restart() {
     let Some(m) = Moto::start() else { return };
     let _disk = disk_heavy();
-    m.create_bucket("logs");
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
     let lines = 400_000u64;
-    write_big_log(&logs.join("big.log"), lines);
+    let (dir, logs) = big_run(&m, lines);
     let cfg = config(
         dir.path(),
         &logs,
