@@ -19,6 +19,7 @@
 //! [`Config::decode`], which turns serde errors into [`Diagnostic`]s that point at
 //! `FILE:LINE:COL` and name the key.
 
+pub mod cases;
 pub mod condition;
 mod graph;
 mod interpolate;
@@ -183,12 +184,14 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Components in file order: sources, then transforms, then sinks.
     pub components: Vec<Component>,
+    /// `[[tests]]`, run by `sluice test` (ignored by `sluice run`).
+    pub tests: Vec<cases::TestCase>,
     file: String,
     text: String,
     spans: SpanIndex,
 }
 
-const TOP_KEYS: [&str; 6] = ["data_dir", "api", "pipeline", "sources", "transforms", "sinks"];
+const TOP_KEYS: [&str; 7] = ["data_dir", "api", "pipeline", "sources", "transforms", "sinks", "tests"];
 
 impl Config {
     /// Parse and check a configuration. `env` resolves `${VAR}` references.
@@ -205,6 +208,7 @@ impl Config {
             api: ApiConfig::default(),
             pipeline: PipelineConfig::default(),
             components: Vec::new(),
+            tests: Vec::new(),
             file: file.into(),
             text: text.into(),
             spans,
@@ -237,6 +241,10 @@ impl Config {
                     Ok(p) => cfg.pipeline = p,
                     Err(d) => errors.push(d),
                 },
+                "tests" => match cfg.read_tests(&path, value) {
+                    Ok(t) => cfg.tests = t,
+                    Err(d) => errors.push(d),
+                },
                 "sources" | "transforms" | "sinks" => {
                     let kind = match key.as_str() {
                         "sources" => Kind::Source,
@@ -257,11 +265,92 @@ impl Config {
         if errors.is_empty() {
             graph::check(&cfg, &mut errors);
         }
+        for (i, t) in cfg.tests.iter().enumerate() {
+            let known = cfg.components.iter().any(|c| c.name == t.input.component && c.kind != Kind::Sink);
+            if !known {
+                let p = [
+                    PathSeg::Key("tests".into()),
+                    PathSeg::Index(i),
+                    PathSeg::Key("input".into()),
+                    PathSeg::Key("component".into()),
+                ];
+                errors.push(cfg.diag_value(
+                    &p,
+                    format!(
+                        "`tests[{i}].input.component`: `{}` is not a source or transform of this configuration",
+                        t.input.component
+                    ),
+                ));
+            }
+        }
         if errors.is_empty() {
             Ok(cfg)
         } else {
             Err(Errors(errors))
         }
+    }
+
+    /// Read `[[tests]]` from a file of its own (`sluice test --tests FILE`): only
+    /// `tests` may be there.
+    pub fn parse_tests(
+        file: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<cases::TestCase>, Errors> {
+        let (root, spans) = match spans::parse(text) {
+            Ok(x) => x,
+            Err((msg, span)) => {
+                let (line, col) = line_col(text, span.start);
+                return Err(Errors(vec![Diagnostic { file: file.into(), line, col, message: msg }]));
+            }
+        };
+        let cfg = Config {
+            data_dir: PathBuf::new(),
+            api: ApiConfig::default(),
+            pipeline: PipelineConfig::default(),
+            components: Vec::new(),
+            tests: Vec::new(),
+            file: file.into(),
+            text: text.into(),
+            spans,
+        };
+        let root = interpolate::interpolate_table(root, &mut Vec::new(), env)
+            .map_err(|errs| Errors(errs.into_iter().map(|(p, m)| cfg.diag_value(&p, m)).collect()))?;
+        let mut tests = Vec::new();
+        let mut errors = Vec::new();
+        for (key, value) in root {
+            let path = vec![PathSeg::Key(key.clone())];
+            match key.as_str() {
+                "tests" => match cfg.read_tests(&path, value) {
+                    Ok(t) => tests = t,
+                    Err(d) => errors.push(d),
+                },
+                _ => errors.push(cfg.diag_key(&path, format!("unknown key `{key}`, expected `[[tests]]` only"))),
+            }
+        }
+        if errors.is_empty() {
+            Ok(tests)
+        } else {
+            Err(Errors(errors))
+        }
+    }
+
+    fn read_tests(&self, path: &[PathSeg], value: toml::Value) -> Result<Vec<cases::TestCase>, Diagnostic> {
+        let mut tests: Vec<cases::TestCase> = self.decode_at(path, value)?;
+        for (i, t) in tests.iter_mut().enumerate() {
+            let p = [PathSeg::Key("tests".into()), PathSeg::Index(i), PathSeg::Key("name".into())];
+            let (line, _) = self.locate(&p, true);
+            t.location = format!("{}:{line}", self.file);
+            let bad = match (&t.expect, t.expect_none) {
+                (Some(_), true) => Some("has both `expect` and `expect_none = true`: give one"),
+                (None, false) => Some("needs `expect = [{ field = value, … }, …]` or `expect_none = true`"),
+                _ => None,
+            };
+            if let Some(why) = bad {
+                return Err(self.diag_key(&p[..2], format!("`tests[{i}]` (\"{}\") {why}", t.name)));
+            }
+        }
+        Ok(tests)
     }
 
     fn read_components(&mut self, kind: Kind, value: toml::Value, errors: &mut Vec<Diagnostic>) {

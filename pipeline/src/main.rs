@@ -25,6 +25,9 @@ enum Command {
         #[command(subcommand)]
         action: cli::templates::Action,
     },
+    /// Run the `[[tests]]` of a configuration: feed lines into a component and check the
+    /// events that reach the sinks (exit 1 when a test fails).
+    Test(cli::test::Args),
     /// Check a configuration: exit 0 with a one-line summary, or 2 with the errors.
     Validate(cli::validate::Args),
 }
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::main(args),
         Command::Sampling(args) => cli::sampling::main(args),
         Command::Templates { action } => cli::templates::main(action),
+        Command::Test(args) => cli::test::main(args),
         Command::Validate(args) => cli::validate::main(args),
     }
 }

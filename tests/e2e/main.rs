@@ -18,3 +18,4 @@ mod stages;
 mod stdin;
 mod syslog;
 mod tail;
+mod tools;

@@ -1,9 +1,11 @@
 //! The `sluice` subcommands, one module each: [`run`], [`validate`], [`templates`]
-//! (`templates mine`) and [`sampling`] (`sampling off|on|status`).
+//! (`templates mine`), [`sampling`] (`sampling off|on|status`) and [`test`] (the
+//! configuration's `[[tests]]`).
 
 pub mod run;
 pub mod sampling;
 pub mod templates;
+pub mod test;
 pub mod validate;
 
 use sluice_config::Config;
