@@ -22,6 +22,7 @@ mod level;
 pub mod ndjson;
 pub mod stats;
 pub mod store;
+pub mod tap;
 pub mod time;
 mod value;
 

@@ -1,5 +1,7 @@
-//! The admin HTTP API: health, Prometheus metrics, status. Loopback by default; with
-//! `[api] token` set, every request needs `Authorization: Bearer TOKEN`.
+//! The admin HTTP API: health, Prometheus metrics, status, the sampling switch and
+//! taps (`GET /api/v1/tap/COMPONENT?limit=N`: the events leaving a component, as
+//! NDJSON). Loopback by default; with `[api] token` set, every request needs
+//! `Authorization: Bearer TOKEN`.
 
 use crate::controls::{Controls, SamplingChange};
 use crate::topology::Shared;
@@ -28,6 +30,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/sampling", get(sampling_get).put(sampling_put))
+        .route("/api/v1/tap/{component}", get(tap))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -100,4 +103,77 @@ async fn sampling_put(
         Ok(states) => Json(serde_json::json!({ "stages": states })).into_response(),
         Err(r) => (StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), format!("{r}\n")).into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct TapQuery {
+    /// Stop after this many events.
+    limit: Option<u64>,
+}
+
+/// Batches a tap may hold for a slow reader before it drops (and counts) events.
+const TAP_BUFFER: usize = 8;
+
+/// Stream the events leaving `component` as NDJSON. A reader slower than the pipeline
+/// loses events (never the pipeline: it does not wait); a line
+/// `{"sluice_tap_dropped":N}` says how many before the next delivered ones.
+async fn tap(
+    State(st): State<ApiState>,
+    axum::extract::Path(component): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TapQuery>,
+) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let Some(tap) = st.shared.taps.get(&component) else {
+        if st.shared.stats.iter().any(|s| s.name == component && s.kind == "sink") {
+            let msg = format!("`{component}` is a sink: it has no output; tap one of its inputs\n");
+            return (StatusCode::BAD_REQUEST, msg).into_response();
+        }
+        let mut known: Vec<&str> = st.shared.taps.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let msg = format!("no source or transform named `{component}` (there are: {})\n", known.join(", "));
+        return (StatusCode::NOT_FOUND, msg).into_response();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(TAP_BUFFER);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counted = dropped.clone();
+    tap.listen(Box::new(move |lines, n| match tx.try_send(axum::body::Bytes::copy_from_slice(lines)) {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+            counted.fetch_add(n as u64, Ordering::Relaxed);
+            true
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+    }));
+    let stream = futures::stream::unfold((rx, q.limit), move |(mut rx, left)| {
+        let dropped = dropped.clone();
+        async move {
+            if left == Some(0) {
+                return None;
+            }
+            let chunk = rx.recv().await?;
+            let mut out = Vec::with_capacity(chunk.len() + 32);
+            let d = dropped.swap(0, Ordering::Relaxed);
+            if d > 0 {
+                out.extend_from_slice(format!("{{\"sluice_tap_dropped\":{d}}}\n").as_bytes());
+            }
+            let left = match left {
+                None => {
+                    out.extend_from_slice(&chunk);
+                    None
+                }
+                Some(mut left) => {
+                    for line in chunk.split_inclusive(|b| *b == b'\n') {
+                        if left == 0 {
+                            break;
+                        }
+                        out.extend_from_slice(line);
+                        left -= 1;
+                    }
+                    Some(left)
+                }
+            };
+            Some((Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(out)), (rx, left)))
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream)).into_response()
 }

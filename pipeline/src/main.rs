@@ -25,6 +25,10 @@ enum Command {
         #[command(subcommand)]
         action: cli::templates::Action,
     },
+    /// Stream the events leaving a component of a running sluice as NDJSON.
+    Tap(cli::tap::Args),
+    /// A live view of a running sluice: throughput, drops, errors, lag, sampling.
+    Top(cli::top::Args),
     /// Run the `[[tests]]` of a configuration: feed lines into a component and check the
     /// events that reach the sinks (exit 1 when a test fails).
     Test(cli::test::Args),
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::main(args),
         Command::Sampling(args) => cli::sampling::main(args),
         Command::Templates { action } => cli::templates::main(action),
+        Command::Tap(args) => cli::tap::main(args),
+        Command::Top(args) => cli::top::main(args),
         Command::Test(args) => cli::test::main(args),
         Command::Validate(args) => cli::validate::main(args),
     }

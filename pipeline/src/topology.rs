@@ -6,6 +6,7 @@
 use crate::registry::Built;
 use sluice_config::{Config, Kind};
 use sluice_event::stats::ComponentStats;
+use sluice_event::tap::Tap;
 use sluice_event::{Ack, Batch};
 use sluice_sinks::Sink;
 use sluice_sources::{BatchLimits, Outputs, SourceContext};
@@ -20,6 +21,8 @@ use tokio::sync::mpsc;
 /// Shared view of the running pipeline for the admin API.
 pub struct Shared {
     pub stats: Vec<Arc<ComponentStats>>,
+    /// The tap of each source and transform (`sluice tap`).
+    pub taps: HashMap<String, Arc<Tap>>,
 }
 
 impl Shared {
@@ -127,6 +130,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
     let mut threads = Vec::new();
     let mut all_stats = Vec::new();
     let mut sinks_left = 0;
+    let mut taps = HashMap::new();
     for (c, b) in built {
         let kind = match c.kind {
             Kind::Source => "source",
@@ -135,7 +139,11 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
         };
         let stats = Arc::new(ComponentStats::new(&c.name, kind, &c.type_name));
         all_stats.push(stats.clone());
-        let default_out = Outputs::new(edges.remove(&(c.name.clone(), None)).unwrap_or_default());
+        let tap = Arc::new(Tap::new());
+        if c.kind != Kind::Sink {
+            taps.insert(c.name.clone(), tap.clone());
+        }
+        let default_out = Outputs::new(edges.remove(&(c.name.clone(), None)).unwrap_or_default()).with_tap(tap.clone());
         match b {
             Built::Source(src) => {
                 if default_out.is_empty() {
@@ -158,7 +166,8 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
             Built::Transform(t) => {
                 let mut named = HashMap::new();
                 for o in t.outputs() {
-                    named.insert(o.clone(), Outputs::new(edges.remove(&(c.name.clone(), Some(o))).unwrap_or_default()));
+                    let senders = edges.remove(&(c.name.clone(), Some(o.clone()))).unwrap_or_default();
+                    named.insert(o, Outputs::new(senders).with_tap(tap.clone()));
                 }
                 let rx = receivers.remove(&c.name).expect("transform channel");
                 stats.set_started();
@@ -192,7 +201,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
         }
     }
     Ok(Running {
-        shared: Arc::new(Shared { stats: all_stats }),
+        shared: Arc::new(Shared { stats: all_stats, taps }),
         stop,
         abort,
         done_rx,
@@ -281,7 +290,8 @@ fn run_transform(
                 None => &out,
             },
         };
-        if target.is_empty() || target.send_blocking(batch) {
+        // (A component without consumers still feeds its tap.)
+        if target.send_blocking(batch) || target.is_empty() {
             stats.events_out(n);
         }
     };

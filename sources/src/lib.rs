@@ -35,11 +35,24 @@ use tokio::sync::mpsc::Sender;
 #[derive(Clone, Default)]
 pub struct Outputs {
     senders: Vec<Sender<Batch>>,
+    /// A live copy for `sluice tap` (costs an atomic load while nobody listens).
+    tap: Option<std::sync::Arc<sluice_event::tap::Tap>>,
 }
 
 impl Outputs {
     pub fn new(senders: Vec<Sender<Batch>>) -> Outputs {
-        Outputs { senders }
+        Outputs { senders, tap: None }
+    }
+    /// Offer every batch sent here to `tap`.
+    pub fn with_tap(mut self, tap: std::sync::Arc<sluice_event::tap::Tap>) -> Outputs {
+        self.tap = Some(tap);
+        self
+    }
+    #[inline]
+    fn tap(&self, batch: &Batch) {
+        if let Some(t) = &self.tap {
+            t.offer(batch);
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.senders.is_empty()
@@ -47,6 +60,7 @@ impl Outputs {
     /// Send a batch to every edge, waiting for room. Returns false when every receiver
     /// is gone.
     pub fn send_blocking(&self, batch: Batch) -> bool {
+        self.tap(&batch);
         let n = self.senders.len();
         let mut ok = false;
         if n == 0 {
@@ -61,6 +75,7 @@ impl Outputs {
     /// Send a batch to every edge from async code, waiting for room. Returns false when
     /// every receiver is gone.
     pub async fn send(&self, batch: Batch) -> bool {
+        self.tap(&batch);
         let n = self.senders.len();
         if n == 0 {
             return false;
@@ -82,6 +97,7 @@ impl Outputs {
         every: std::time::Duration,
         mut idle: impl FnMut(),
     ) -> bool {
+        self.tap(&batch);
         let n = self.senders.len();
         if n == 0 {
             return false;

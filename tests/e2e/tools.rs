@@ -2,6 +2,7 @@
 //! page, run as a user runs them.
 
 use crate::harness::*;
+use std::time::Duration;
 
 fn run_test(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = sluice().arg("test").args(args).envs(env.iter().copied()).current_dir(repo_dir()).output().unwrap();
@@ -86,4 +87,77 @@ fn a_failing_test_shows_what_differs_and_exits_1() {
     let (code, _, err) = run_test(&["--config", cfg.to_str().unwrap()], &[]);
     assert_eq!(code, 2);
     assert!(err.contains(":15:1: `tests[1]` (\"noise\") needs `expect"), "{err}");
+}
+
+/// `sluice tap` shows the events leaving a stage while the pipeline delivers them all;
+/// `sluice top --once` shows the components.
+#[test]
+fn tap_streams_a_stage_and_top_shows_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let api = free_port();
+    let out = dir.path().join("out.ndjson");
+    let cfg = format!(
+        "{}[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\npoll_interval = \"10ms\"\n\
+         [transforms.p]\ntype = \"parse\"\ninputs = [\"app\"]\nformat = \"{{level}} {{message}}\"\n\
+         templates = [{{ event = \"done\", pattern = \"request {{n:int}} done\" }}]\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"p\"]\npath = \"{}\"\n",
+        header(dir.path(), Some(api)),
+        logs.display(),
+        out.display()
+    );
+    let mut s = Sluice::start(dir.path(), &cfg);
+    assert!(wait_until(Duration::from_secs(20), || http_get(api, "/health/ready", None).is_some_and(|(c, _)| c == 200)));
+    let url = format!("http://127.0.0.1:{api}");
+    // A writer keeps the pipeline busy while the tap listens.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, file) = (stop.clone(), logs.join("a.log"));
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::File::create(file).unwrap();
+        let mut n = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            for _ in 0..50 {
+                writeln!(f, "info request {n} done").unwrap();
+                n += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    });
+    let tap = sluice().args(["tap", "p", "--limit", "25", "--api", &url]).output().unwrap();
+    assert!(tap.status.success(), "{}", String::from_utf8_lossy(&tap.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(tap.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 25);
+    assert!(lines.iter().all(|e| e["event"] == "done" && e["n"].is_i64() && e["level"] == "info"), "{lines:?}");
+
+    let top = sluice().args(["top", "--once", "--interval", "0.5"]).env("SLUICE_API_URL", &url).output().unwrap();
+    let frame = String::from_utf8_lossy(&top.stdout).into_owned();
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    for want in ["COMPONENT", "IN/s", "app ", "p ", "out "] {
+        assert!(frame.contains(want), "{want:?} missing from\n{frame}");
+    }
+    let p_line = frame.lines().find(|l| l.starts_with("p ")).unwrap();
+    let out_rate: f64 = p_line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(out_rate > 0.0, "events flow through p: {p_line}");
+
+    // Errors say what exists.
+    let bad = sluice().args(["tap", "nope", "--api", &url]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no source or transform named `nope` (there are: app, p)"));
+    let sink = sluice().args(["tap", "out", "--api", &url]).output().unwrap();
+    assert!(String::from_utf8_lossy(&sink.stderr).contains("`out` is a sink"));
+
+    // Tapping changed nothing downstream: every line written reaches the file, once.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || count_lines(&out) >= written), "{}", s.stderr());
+    assert_eq!(s.terminate(Duration::from_secs(20)), 0);
+    assert_eq!(count_lines(&out), written);
+}
+
+fn count_lines(p: &std::path::Path) -> u64 {
+    std::fs::read(p).map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64).unwrap_or(0)
 }

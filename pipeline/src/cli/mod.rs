@@ -4,8 +4,10 @@
 
 pub mod run;
 pub mod sampling;
+pub mod tap;
 pub mod templates;
 pub mod test;
+pub mod top;
 pub mod validate;
 
 use sluice_config::Config;
@@ -36,4 +38,41 @@ pub fn load(path: Option<&str>) -> Result<Config, ExitCode> {
         }
         ExitCode::from(2)
     })
+}
+
+/// Where the admin API of a running sluice is (`sluice sampling`, `tap`, `top`).
+#[derive(clap::Args, Clone)]
+pub struct ApiArgs {
+    /// Admin API base URL.
+    #[arg(long, global = true, env = "SLUICE_API_URL", default_value = "http://127.0.0.1:9598")]
+    pub api: String,
+    /// Bearer token, if the API requires one.
+    #[arg(long, global = true, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ApiArgs {
+    /// `GET {api}{path}`; errors are one line for the user (`what` names the command).
+    pub fn get(
+        &self,
+        what: &str,
+        path: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::blocking::Response, String> {
+        let client = reqwest::blocking::Client::builder().timeout(timeout).build().map_err(|e| e.to_string())?;
+        let mut req = client.get(format!("{}{path}", self.api.trim_end_matches('/')));
+        if let Some(t) = self.token.as_deref().filter(|t| !t.is_empty()) {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().map_err(|e| format!("sluice {what}: cannot reach the admin API at {}: {e}", self.api))?;
+        let status = resp.status();
+        if status.as_u16() == 401 {
+            return Err(format!("sluice {what}: unauthorized: give --token or set SLUICE_API_TOKEN"));
+        }
+        if !status.is_success() {
+            let body = resp.text().unwrap_or_default();
+            return Err(format!("sluice {what}: {status}: {}", body.trim()));
+        }
+        Ok(resp)
+    }
 }

@@ -9,12 +9,8 @@ use std::time::Duration;
 pub struct Args {
     #[command(subcommand)]
     action: Action,
-    /// Admin API base URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9598")]
-    api: String,
-    /// Bearer token, if the API requires one.
-    #[arg(long, global = true, env = "SLUICE_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    api: super::ApiArgs,
 }
 
 #[derive(Subcommand)]
@@ -39,7 +35,7 @@ enum Action {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let Args { action, api, token } = args;
+    let Args { action, api: super::ApiArgs { api, token } } = args;
     let api = api.as_str();
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
     let url = format!("{}/api/v1/sampling", api.trim_end_matches('/'));
