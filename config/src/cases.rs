@@ -16,15 +16,19 @@
 use serde::Deserialize;
 
 /// One `[[tests]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     /// What the test checks (shown in the report).
     pub name: String,
-    /// Where the lines go.
+    /// `{ component = "parse_app", lines = ["…"] }`: the lines, fed into that source or
+    /// transform.
     pub input: TestInput,
-    /// The events expected to reach the sinks, in order.
+    /// The events expected to reach the sinks, in order: per event, fields that must be
+    /// equal (`{ event = "login", user = "bob" }`), `absent = ["email"]` and
+    /// `matches = { message = "regex" }`.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<AnyTable>>")]
     pub expect: Option<Vec<toml::Table>>,
     /// True: no event may reach a sink.
     #[serde(default)]
@@ -35,7 +39,7 @@ pub struct TestCase {
 }
 
 /// `input = { component = "…", lines = ["…"] }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestInput {
     /// A source or transform of the configuration.
@@ -43,3 +47,8 @@ pub struct TestInput {
     /// Lines as a source would read them (without line terminators).
     pub lines: Vec<String>,
 }
+
+/// For the reference: a table of any keys.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct AnyTable {}

@@ -196,23 +196,7 @@ const TOP_KEYS: [&str; 7] = ["data_dir", "api", "pipeline", "sources", "transfor
 impl Config {
     /// Parse and check a configuration. `env` resolves `${VAR}` references.
     pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Errors> {
-        let (root, spans) = match spans::parse(text) {
-            Ok(x) => x,
-            Err((msg, span)) => {
-                let (line, col) = line_col(text, span.start);
-                return Err(Errors(vec![Diagnostic { file: file.into(), line, col, message: msg }]));
-            }
-        };
-        let mut cfg = Config {
-            data_dir: PathBuf::from(".sluice-data"),
-            api: ApiConfig::default(),
-            pipeline: PipelineConfig::default(),
-            components: Vec::new(),
-            tests: Vec::new(),
-            file: file.into(),
-            text: text.into(),
-            spans,
-        };
+        let (root, mut cfg) = Config::read(file, text)?;
         let mut errors = Vec::new();
         let root = match interpolate::interpolate_table(root, &mut Vec::new(), env) {
             Ok(t) => t,
@@ -290,13 +274,8 @@ impl Config {
         }
     }
 
-    /// Read `[[tests]]` from a file of its own (`sluice test --tests FILE`): only
-    /// `tests` may be there.
-    pub fn parse_tests(
-        file: &str,
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Vec<cases::TestCase>, Errors> {
+    /// The TOML document and an empty configuration that locates its keys.
+    fn read(file: &str, text: &str) -> Result<(toml::Table, Config), Errors> {
         let (root, spans) = match spans::parse(text) {
             Ok(x) => x,
             Err((msg, span)) => {
@@ -305,7 +284,7 @@ impl Config {
             }
         };
         let cfg = Config {
-            data_dir: PathBuf::new(),
+            data_dir: PathBuf::from(".sluice-data"),
             api: ApiConfig::default(),
             pipeline: PipelineConfig::default(),
             components: Vec::new(),
@@ -314,6 +293,17 @@ impl Config {
             text: text.into(),
             spans,
         };
+        Ok((root, cfg))
+    }
+
+    /// Read `[[tests]]` from a file of its own (`sluice test --tests FILE`): only
+    /// `tests` may be there.
+    pub fn parse_tests(
+        file: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<cases::TestCase>, Errors> {
+        let (root, cfg) = Config::read(file, text)?;
         let root = interpolate::interpolate_table(root, &mut Vec::new(), env)
             .map_err(|errs| Errors(errs.into_iter().map(|(p, m)| cfg.diag_value(&p, m)).collect()))?;
         let mut tests = Vec::new();

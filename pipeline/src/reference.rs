@@ -186,6 +186,8 @@ pub fn render() -> String {
     table_of(&mut doc, &rows(&schemars::schema_for!(sluice_config::ApiConfig)));
     doc.push_str("### `[pipeline]`\n\n");
     table_of(&mut doc, &rows(&schemars::schema_for!(sluice_config::PipelineConfig)));
+    doc.push_str("### `[[tests]]`\n\nRun by `sluice test` (ignored by `sluice run`).\n\n");
+    table_of(&mut doc, &rows(&schemars::schema_for!(sluice_config::cases::TestCase)));
     section(&mut doc, "Sources (`[sources.NAME]`)", SOURCES);
     section(&mut doc, "Transforms (`[transforms.NAME]`)", TRANSFORMS);
     section(&mut doc, "Sinks (`[sinks.NAME]`)", SINKS);
@@ -202,6 +204,7 @@ mod tests {
         let mut all = vec![
             ("api".to_string(), schemars::schema_for!(sluice_config::ApiConfig)),
             ("pipeline".to_string(), schemars::schema_for!(sluice_config::PipelineConfig)),
+            ("tests".to_string(), schemars::schema_for!(sluice_config::cases::TestCase)),
         ];
         all.extend(SOURCES.iter().map(|e| (format!("sources type {}", e.type_name), (e.schema)())));
         all.extend(TRANSFORMS.iter().map(|e| (format!("transforms type {}", e.type_name), (e.schema)())));

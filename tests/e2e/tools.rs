@@ -25,7 +25,10 @@ fn every_example_config_passes_its_tests() {
     examples.sort();
     assert!(examples.len() >= 3, "{examples:?}");
     for cfg in examples {
-        let (code, out, err) = run_test(&["--config", cfg.to_str().unwrap()], &[("S3_BUCKET", "examples")]);
+        let (code, out, err) = run_test(
+            &["--config", cfg.to_str().unwrap()],
+            &[("S3_BUCKET", "examples"), ("SLUICE_MASK_KEY", "example-key")],
+        );
         assert_eq!(code, 0, "{}:\n{out}{err}", cfg.display());
         let summary = out.lines().last().unwrap_or_default();
         assert!(
@@ -160,4 +163,54 @@ fn tap_streams_a_stage_and_top_shows_the_pipeline() {
 
 fn count_lines(p: &std::path::Path) -> u64 {
     std::fs::read(p).map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64).unwrap_or(0)
+}
+
+/// The shipped unit file passes `systemd-analyze verify` without a warning (with the
+/// built binary in place of /usr/local/bin/sluice and the generated man page).
+#[test]
+fn systemd_unit_verifies_and_man_page_and_completions_generate() {
+    let man = sluice().arg("man").output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH sluice 1"), "{}", &page[..200.min(page.len())]);
+    for section in
+        ["SLUICE RUN", "SLUICE TEST", "SLUICE TAP", "SLUICE TOP", "SLUICE SAMPLING", "EXIT STATUS", "SLUICE_API_TOKEN"]
+    {
+        assert!(page.contains(section), "man page lacks {section}");
+    }
+    let comp = sluice().args(["completions", "bash"]).output().unwrap();
+    let script = String::from_utf8(comp.stdout).unwrap();
+    assert!(script.contains("_sluice()") && script.contains("tap") && script.contains("--limit"), "bash completion");
+    let check = std::process::Command::new("bash").args(["-n", "-c", &script]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+
+    let Some(analyze) = tool("systemd-analyze", "systemd") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo_dir().join("deploy/systemd/sluice.service"))
+        .unwrap()
+        .replace("/usr/local/bin/sluice", BIN);
+    std::fs::write(dir.path().join("sluice.service"), unit).unwrap();
+    std::fs::create_dir_all(dir.path().join("man/man1")).unwrap();
+    std::fs::write(dir.path().join("man/man1/sluice.1"), &page).unwrap();
+    let v = std::process::Command::new(analyze)
+        .args(["verify", dir.path().join("sluice.service").to_str().unwrap()])
+        .env("MANPATH", dir.path().join("man"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert!(v.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
+}
+
+/// The README's `[[tests]]` example is the quickstart's own (so it runs, and passes).
+#[test]
+fn readme_test_example_is_part_of_the_quickstart() {
+    let readme = std::fs::read_to_string(repo_dir().join("README.md")).unwrap();
+    let quick = std::fs::read_to_string(repo_dir().join("examples/quickstart/sluice.toml")).unwrap();
+    let start = readme.find("<!-- partial: two of the quickstart's tests").expect("the example");
+    let block = &readme[start..];
+    let block = &block[block.find("```toml\n").unwrap() + 8..];
+    let block = &block[..block.find("```").unwrap()];
+    for test in block.split("\n\n") {
+        assert!(quick.contains(test.trim()), "not in the quickstart:\n{test}");
+    }
 }

@@ -2,6 +2,7 @@
 //! (`templates mine`), [`sampling`] (`sampling off|on|status`) and [`test`] (the
 //! configuration's `[[tests]]`).
 
+pub mod pseudonym;
 pub mod run;
 pub mod sampling;
 pub mod tap;

@@ -234,6 +234,15 @@ impl MaskConfig {
     }
 }
 
+/// The pseudonym `hash` mode gives `value` found by detector `name` (`email`), or in a
+/// sensitive field `name`: what `sluice pseudonym` prints, so on-call can find a user's
+/// lines from the address a ticket gives, without sluice ever writing the address.
+pub fn pseudonym_for(key: &[u8], name: &str, value: &str) -> String {
+    let mut out = String::new();
+    pseudonym(key, name, &normalise(detect::Kind::from_name(name), value), &mut out);
+    out
+}
+
 /// `name:` and the first 12 hex digits of HMAC-SHA256(key, value).
 fn pseudonym(key: &[u8], name: &str, value: &str, out: &mut String) {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
