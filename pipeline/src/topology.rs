@@ -92,7 +92,11 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> anyhow::Result<Running> {
+pub fn start(
+    cfg: &Config,
+    built: Vec<(sluice_config::Component, Built)>,
+    fds: Arc<sluice_sources::fds::FdBudget>,
+) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", cfg.data_dir.display()))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
@@ -160,6 +164,7 @@ pub fn start(cfg: &Config, built: Vec<(sluice_config::Component, Built)>) -> any
                     abort: abort.clone(),
                     rt: tokio::runtime::Handle::current(),
                     aux: aux.clone(),
+                    fds: fds.clone(),
                 };
                 threads.push(spawn_component(c.name.clone(), "src", &failed, move || src.run(ctx))?);
             }

@@ -17,6 +17,7 @@
 //! [`framing`] holds line splitting and multiline joining shared by the sources. The
 //! pipeline (`sluice-pipeline`) registers each source type with one line in its registry.
 
+pub mod fds;
 pub mod file;
 pub mod framing;
 pub mod kafka;
@@ -155,6 +156,8 @@ pub struct SourceContext {
     pub rt: tokio::runtime::Handle,
     /// Helper threads (checkpointers) the runtime joins at the very end.
     pub aux: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    /// The descriptors tailed files may use, shared by every file source.
+    pub fds: Arc<fds::FdBudget>,
 }
 
 impl SourceContext {

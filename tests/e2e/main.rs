@@ -11,6 +11,7 @@ mod api;
 mod config_errors;
 mod corpus;
 mod docs;
+mod files_scale;
 mod guides;
 mod mining;
 mod observability;

@@ -111,6 +111,7 @@ fn unread_bytes(port: u16) -> u64 {
 }
 
 /// Rename rotation and copytruncate, each done repeatedly while the writer is busy and
+/// files are closed between writes (`close_idle = "5ms"`), while
 /// the reader is behind (its sink is slow): every line arrives exactly once.
 #[test]
 fn rotation_while_writing_loses_and_duplicates_nothing() {
@@ -124,7 +125,7 @@ fn rotation_while_writing_loses_and_duplicates_nothing() {
     append(&a, "T", 0..1000);
     let port = free_port();
     let cfg = format!(
-        "{}[pipeline]\nbatch_max_bytes = 65536\nbatch_max_events = 500\nbuffer_batches = 2\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nscan_interval = \"100ms\"\nrotate_wait = \"1s\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
+        "{}[pipeline]\nbatch_max_bytes = 65536\nbatch_max_events = 500\nbuffer_batches = 2\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nscan_interval = \"100ms\"\nrotate_wait = \"1s\"\nclose_idle = \"5ms\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
         header(dir.path(), Some(port)),
         logs.display(),
         fifo.display()
@@ -184,7 +185,7 @@ fn kill9_and_restart_loses_nothing() {
     let out = dir.path().join("out");
     let a = logs.join("a.log");
     let b = logs.join("b.log");
-    let cfg = file_config(dir.path(), &out, "");
+    let cfg = file_config(dir.path(), &out, "close_idle = \"5ms\"");
     let mut next_a = 0;
     let mut next_b = 0;
     let mut kills = 0;

@@ -106,7 +106,7 @@ fn run(
         } else {
             None
         };
-        let mut running = topology::start(&cfg, built)?;
+        let mut running = topology::start(&cfg, built, fd_budget())?;
         if let Some(listener) = listener {
             let state = api::ApiState {
                 shared: running.shared.clone(),
@@ -153,6 +153,22 @@ fn run(
             Ok(ExitCode::from(1))
         }
     })
+}
+
+/// Raise the soft descriptor limit to the hard one, and size the file sources' share.
+fn fd_budget() -> Arc<sluice_sources::fds::FdBudget> {
+    use sluice_sources::fds::{reserve_for, FdBudget};
+    let (before, now) = FdBudget::raise_limit();
+    let budget = FdBudget::for_limit(now);
+    tracing::info!(
+        soft_limit_at_start = before,
+        limit = now,
+        for_files = budget.capacity(),
+        reserved = reserve_for(now),
+        "file descriptors"
+    );
+    metrics::gauge!("sluice_file_descriptors_limit").set(now as f64);
+    Arc::new(budget)
 }
 
 async fn shutdown_signal() {

@@ -42,9 +42,13 @@ pub struct Entry {
     pub fingerprint: Fingerprint,
     /// Every byte before this offset has been delivered.
     pub offset: u64,
-    /// Stream no longer being read (rotated away and finished).
+    /// Stream no longer being read (rotated away or deleted, and finished).
     #[serde(default)]
     pub closed: bool,
+    /// When it was closed (seconds since the epoch): closed streams are forgotten after
+    /// [`FORGET_CLOSED_AFTER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<u64>,
 }
 
 /// The checkpoint document of one file source.
@@ -77,7 +81,16 @@ pub struct Checkpoints {
     tx: Sender<AckSignal>,
 }
 
+/// At most this many finished streams are remembered (the newest)...
 const MAX_CLOSED: usize = 1024;
+/// ...and for at most this long after they finished: long enough for a rotated copy
+/// to be recognised after a restart, short enough that the document stays small on a
+/// host that has run for years.
+pub const FORGET_CLOSED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
 
 /// Saves happen at most this often. Each is two fsyncs (file and directory), and a fast
 /// sink acknowledges hundreds of batches a second: saving after every one cost 15% of
@@ -122,6 +135,7 @@ impl Checkpoints {
     /// Keep a saved entry that is not being read now (so a later run still knows it).
     pub fn keep_closed(&self, key: u64, mut entry: Entry) {
         entry.closed = true;
+        entry.closed_at.get_or_insert_with(unix_now);
         self.register(key, entry);
     }
 
@@ -151,10 +165,18 @@ impl Checkpoints {
     /// The stream will not be read any more.
     pub fn close(&self, key: u64) {
         let mut st = self.state.lock().unwrap();
+        let now = unix_now();
         if let Some(s) = st.streams.get_mut(&key) {
             s.entry.closed = true;
+            s.entry.closed_at = Some(now);
         }
-        // Bound the number of remembered closed streams.
+        // Forget streams finished long ago, and bound how many are remembered.
+        let forget = FORGET_CLOSED_AFTER.as_secs();
+        st.streams.retain(|_, s| {
+            !(s.entry.closed
+                && s.tracker.in_flight() == 0
+                && s.entry.closed_at.is_some_and(|t| now.saturating_sub(t) > forget))
+        });
         let closed: Vec<u64> =
             st.streams.iter().filter(|(_, s)| s.entry.closed && s.tracker.in_flight() == 0).map(|(k, _)| *k).collect();
         if closed.len() > MAX_CLOSED {
@@ -299,5 +321,47 @@ impl Saved {
     }
     pub fn remaining(&mut self) -> Vec<Entry> {
         self.entries.iter_mut().filter_map(Option::take).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, closed_at: Option<u64>) -> Entry {
+        Entry {
+            path: path.into(),
+            fingerprint: Fingerprint::of(path.as_bytes()),
+            offset: 1,
+            closed: closed_at.is_some(),
+            closed_at,
+        }
+    }
+
+    #[test]
+    fn finished_streams_are_forgotten_after_a_day_and_beyond_a_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cp, _, _rx) = Checkpoints::open(&Store::new(dir.path()), "t").unwrap();
+        let old = unix_now() - FORGET_CLOSED_AFTER.as_secs() - 10;
+        cp.keep_closed(1, entry("old", Some(old)));
+        cp.keep_closed(2, entry("recent", Some(unix_now() - 60)));
+        cp.register(3, entry("live", None));
+        cp.register(4, entry("deleted-now", None));
+        cp.close(4);
+        let paths = |cp: &Checkpoints| -> Vec<String> {
+            cp.state.lock().unwrap().streams.values().map(|s| s.entry.path.clone()).collect()
+        };
+        assert_eq!(paths(&cp), ["recent", "live", "deleted-now"]);
+        for k in 10..(10 + MAX_CLOSED as u64 + 5) {
+            cp.register(k, entry(&format!("f{k}"), None));
+            cp.close(k);
+        }
+        let closed = cp.state.lock().unwrap().streams.values().filter(|s| s.entry.closed).count();
+        assert_eq!(closed, MAX_CLOSED);
+        assert!(paths(&cp).contains(&"live".to_string()));
+        // Entries saved by older versions (no closed_at) still load.
+        let e: Entry =
+            serde_json::from_str(r#"{"path":"a","fingerprint":{"len":1,"hash":2},"offset":3,"closed":true}"#).unwrap();
+        assert_eq!(e.closed_at, None);
     }
 }

@@ -13,8 +13,21 @@
 //!   directory (found by fingerprint), then the file is read again from offset 0.
 //! * At start, a checkpointed stream whose file is gone from the include list is looked
 //!   for among its siblings by fingerprint, and its unread remainder is read.
+//! * Descriptors: a file at its end and quiet for `close_idle` is closed, and reopened
+//!   when it changes (same device and inode, same first bytes: read on from where it
+//!   was; another file at the path: the old one is looked for by fingerprint and read
+//!   to its end first). At most `max_open_files` are open, within the process's
+//!   descriptor budget (`sources::fds`); files waiting for a descriptor are served
+//!   oldest-first, and while some wait, open files at their end are closed and a file
+//!   read for more than a second gives its descriptor up, so none starves.
+//! * Change notification: inotify on the glob's directories says which files changed;
+//!   quiet files are not touched. Without it (or where a directory cannot be watched)
+//!   files are polled.
+//! * Compressed files (`.gz`, `.zst`, `.bz2`, `.xz`, `.lz4`, `.zip`) matched by a glob
+//!   are skipped: rotated archives are not read again.
 
 pub mod checkpoint;
+mod watch;
 
 use self::checkpoint::{Checkpoints, Entry, Fingerprint, Saved};
 use crate::framing::lines::{Line, LineSplitter};
@@ -26,12 +39,13 @@ use serde::Deserialize;
 use sluice_config::units::{self, ByteSize};
 use sluice_config::OptionError;
 use sluice_event::{Batch, Event, OriginInfo, Timestamp};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use watch::Watch;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +86,36 @@ pub struct FileSourceConfig {
     pub stop_at_eof: bool,
     /// Fold multi-line records: `{ mode = "java" }` or `{ start_pattern = "…", timeout = "1s" }`.
     pub multiline: Option<MultilineConfig>,
+    /// Most files this source keeps open at once. Default: the process's descriptor
+    /// budget (the soft limit, raised to the hard limit at start, minus a reserve for
+    /// sinks and sockets), shared with other file sources.
+    #[serde(default)]
+    pub max_open_files: Option<usize>,
+    /// A file at its end with no new data for this long is closed (and reopened when
+    /// it changes).
+    #[serde(default = "default_close_idle")]
+    pub close_idle: units::Duration,
+    /// Skip files not modified for this long (`"7d"`); they are picked up when written again.
+    #[serde(default)]
+    pub ignore_older: Option<units::Duration>,
+    /// Use change notification (inotify) to learn which files changed; `false` polls.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+fn default_close_idle() -> units::Duration {
+    units::Duration::from_secs(60)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Compressed archives a glob may match (rotated logs): never read.
+const COMPRESSED: [&str; 7] = [".gz", ".zst", ".bz2", ".xz", ".lz4", ".zip", ".Z"];
+
+fn is_compressed(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    COMPRESSED.iter().any(|x| name.ends_with(x))
 }
 
 fn default_max_line() -> ByteSize {
@@ -109,6 +153,9 @@ impl SourceConfig for FileSourceConfig {
         if self.max_line_bytes.bytes() < 16 {
             return Err(OptionError::new("max_line_bytes", "`max_line_bytes` must be at least 16"));
         }
+        if self.max_open_files == Some(0) {
+            return Err(OptionError::new("max_open_files", "`max_open_files` must be at least 1"));
+        }
         if !(1..=65536).contains(&self.fingerprint_bytes.bytes()) {
             return Err(OptionError::new("fingerprint_bytes", "`fingerprint_bytes` must be between 1 and 65536"));
         }
@@ -130,7 +177,8 @@ pub struct FileSource {
 struct Tracked {
     /// Stream key (checkpoint identity). A truncation starts a new stream.
     key: u64,
-    file: File,
+    /// None while closed (idle, or waiting for a descriptor).
+    file: Option<File>,
     id: (u64, u64),
     path: PathBuf,
     origin: Arc<OriginInfo>,
@@ -146,6 +194,21 @@ struct Tracked {
     last_check: Instant,
     at_eof: bool,
     size: u64,
+    /// Modification time (seconds, nanoseconds) when last looked at.
+    mtime: (i64, i64),
+    /// A change notification arrived for its path.
+    dirty: bool,
+    /// Waiting for a descriptor since (closed files that changed).
+    waiting_since: Option<Instant>,
+    opened_at: Instant,
+}
+
+/// A file found by a scan and not yet opened: no descriptor was free.
+struct WaitingNew {
+    path: PathBuf,
+    id: (u64, u64),
+    startup: bool,
+    since: Instant,
 }
 
 struct Reader<'a> {
@@ -159,10 +222,22 @@ struct Reader<'a> {
     saved: Saved,
     first_run: bool,
     downstream_gone: bool,
+    watch: Option<Watch>,
+    waiting_new: Vec<WaitingNew>,
+    /// Files of this source open now, and the most it may have.
+    open_count: usize,
+    max_open: usize,
+    last_wait_warning: Option<Instant>,
+    m_open: metrics::Gauge,
+    m_watched: metrics::Gauge,
 }
 
 fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
+}
+
+fn mtime(m: &std::fs::Metadata) -> (i64, i64) {
+    (m.mtime(), m.mtime_nsec())
 }
 
 fn read_head(f: &File, n: usize) -> std::io::Result<Vec<u8>> {
@@ -188,6 +263,8 @@ impl Source for FileSource {
             std::thread::Builder::new().name(format!("ckpt-{}", ctx.name)).spawn(move || cpt.run(rx, done, abort))?;
         ctx.aux.lock().unwrap().push(checkpointer);
         let first_run = saved.is_empty();
+        let watch = if self.cfg.watch { Watch::start(&self.cfg.include) } else { None };
+        let l = [("component", ctx.name.clone())];
         let mut r = Reader {
             cfg: &self.cfg,
             multiline: &self.multiline,
@@ -199,6 +276,13 @@ impl Source for FileSource {
             saved: Saved::new(saved),
             first_run,
             downstream_gone: false,
+            watch,
+            waiting_new: Vec::new(),
+            open_count: 0,
+            max_open: self.cfg.max_open_files.unwrap_or(usize::MAX).max(1),
+            last_wait_warning: None,
+            m_open: metrics::gauge!("sluice_files_open", &l),
+            m_watched: metrics::gauge!("sluice_files_watched", &l),
         };
         r.scan(true);
         r.recover_rotated_at_start();
@@ -211,19 +295,67 @@ impl Reader<'_> {
     fn run_loop(&mut self) -> anyhow::Result<()> {
         let scan_every = self.cfg.scan_interval.0.max(Duration::from_millis(10));
         let poll = self.cfg.poll_interval.0.max(Duration::from_millis(1));
+        let watching = self.watch.as_ref().is_some_and(|w| w.complete);
+        // With change notification, quiet files are looked at only as a safety net
+        // (missed events, truncations without a write event); globs are rescanned on
+        // creations and renames, and otherwise rarely.
+        let (rescan_every, recheck_open, recheck_closed) = if watching {
+            (scan_every.max(Duration::from_secs(60)), Duration::from_secs(30), Duration::from_secs(120))
+        } else {
+            (scan_every, Duration::ZERO, scan_every.max(Duration::from_secs(1)))
+        };
+        // Asleep, a watching reader is woken by changes; it still looks around a few
+        // times a second for timers (multi-line timeouts, rotate_wait, close_idle).
+        let idle_wait = if watching { poll.max(Duration::from_millis(250)) } else { poll };
         let mut last_scan = Instant::now();
         let mut buf = BytesMut::new();
+        let mut changes = watch::Changes::default();
         loop {
             if self.ctx.stopping() {
                 return Ok(());
             }
-            if last_scan.elapsed() >= scan_every {
+            if let Some(w) = &self.watch {
+                let more = w.take();
+                changes.paths.extend(more.paths);
+                changes.rescan |= more.rescan;
+                changes.overflow |= more.overflow;
+            }
+            if changes.overflow {
+                for t in &mut self.files {
+                    t.dirty = true;
+                }
+            } else if !changes.paths.is_empty() {
+                for t in &mut self.files {
+                    if changes.paths.contains(&t.path) {
+                        t.dirty = true;
+                    }
+                }
+            }
+            if changes.rescan || changes.overflow || last_scan.elapsed() >= rescan_every {
                 self.scan(false);
                 last_scan = Instant::now();
             }
+            changes = watch::Changes::default();
+            self.serve_waiting();
             let mut progressed = false;
+            let now = Instant::now();
             let mut i = 0;
             while i < self.files.len() {
+                let t = &mut self.files[i];
+                if t.file.is_none() {
+                    if t.waiting_since.is_none() && (t.dirty || now.duration_since(t.last_check) >= recheck_closed) {
+                        t.dirty = false;
+                        self.check_closed(i);
+                    }
+                    i += 1;
+                    continue;
+                }
+                let due = !t.at_eof || t.dirty || now.duration_since(t.last_check) >= recheck_open;
+                if !due {
+                    i += 1;
+                    continue;
+                }
+                t.dirty = false;
                 match self.read_some(i, &mut buf) {
                     Ok(n) => progressed |= n > 0,
                     Err(e) => {
@@ -237,8 +369,12 @@ impl Reader<'_> {
             }
             self.close_finished();
             self.flush_expired_records();
+            let freed_for_waiting = self.close_idle();
+            self.m_open.set(self.open_count as f64);
+            self.m_watched.set((self.files.len() + self.waiting_new.len()) as f64);
             if !progressed {
-                if self.cfg.stop_at_eof && self.files.iter().all(|t| t.at_eof) {
+                let waiting = !self.waiting_new.is_empty() || self.files.iter().any(|t| t.waiting_since.is_some());
+                if self.cfg.stop_at_eof && !waiting && self.files.iter().all(|t| t.at_eof) {
                     // Flush lines without a trailing newline at the very end.
                     for i in 0..self.files.len() {
                         self.finish_stream(i);
@@ -246,7 +382,13 @@ impl Reader<'_> {
                     tracing::info!(source = %self.ctx.name, "all files read to the end; stopping (stop_at_eof)");
                     return Ok(());
                 }
-                std::thread::sleep(poll);
+                if freed_for_waiting {
+                    continue; // descriptors were freed for waiting files
+                }
+                match &self.watch {
+                    Some(w) => changes = w.wait(idle_wait),
+                    None => std::thread::sleep(poll),
+                }
             }
         }
     }
@@ -255,13 +397,183 @@ impl Reader<'_> {
         !self.downstream_gone
     }
 
+    /// Take a descriptor slot for one more open file.
+    fn acquire(&mut self) -> bool {
+        if self.open_count < self.max_open && self.ctx.fds.try_acquire() {
+            self.open_count += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn release(&mut self) {
+        self.open_count = self.open_count.saturating_sub(1);
+        self.ctx.fds.release();
+    }
+
+    /// Close file `i`, keeping its stream (position, partial line, record) to reopen.
+    fn close_file(&mut self, i: usize) {
+        let t = &mut self.files[i];
+        if let Some(f) = t.file.take() {
+            if let Ok(m) = f.metadata() {
+                t.size = m.len();
+                t.mtime = mtime(&m);
+            }
+            t.last_check = Instant::now();
+            drop(f);
+            self.release();
+        }
+    }
+
+    /// Close files at their end that stayed quiet for `close_idle`; while files wait for
+    /// a descriptor, close every file at its end, and make files that have had one for
+    /// a while give it up after their read.
+    fn close_idle(&mut self) -> bool {
+        let idle = *self.cfg.close_idle;
+        let mut freed = false;
+        let now = Instant::now();
+        let waiting = !self.waiting_new.is_empty() || self.files.iter().any(|t| t.waiting_since.is_some());
+        for i in 0..self.files.len() {
+            let t = &self.files[i];
+            if t.file.is_none() || t.rotated_since.is_some() {
+                continue;
+            }
+            let quiet = t.at_eof && now.duration_since(t.last_data) >= idle;
+            let yield_now = waiting && (t.at_eof || now.duration_since(t.opened_at) >= Duration::from_secs(1));
+            if quiet || yield_now {
+                let unread = !t.at_eof;
+                self.close_file(i);
+                freed = true;
+                if unread {
+                    // Back in the queue, behind the files that waited before it.
+                    self.files[i].waiting_since = Some(Instant::now());
+                }
+            }
+        }
+        if waiting && self.last_wait_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            self.last_wait_warning = Some(now);
+            let n = self.waiting_new.len() + self.files.iter().filter(|t| t.waiting_since.is_some()).count();
+            tracing::warn!(
+                source = %self.ctx.name, waiting = n, open = self.open_count,
+                "files wait for a file descriptor (max_open_files or the descriptor limit); they are read in turn"
+            );
+        }
+        waiting && freed
+    }
+
+    /// Open waiting files, oldest first, while descriptors are free.
+    fn serve_waiting(&mut self) {
+        // Oldest first. A stream that ends while reopening is swap_removed, so the queue
+        // names files by key, not by index.
+        enum Turn {
+            /// A tracked file (by stream key) to reopen.
+            Reopen(u64),
+            /// A new file (by device and inode) to open.
+            Open((u64, u64)),
+        }
+        let mut queue: Vec<(Instant, Turn)> = self
+            .files
+            .iter()
+            .filter_map(|t| t.waiting_since.map(|w| (w, Turn::Reopen(t.key))))
+            .chain(self.waiting_new.iter().map(|w| (w.since, Turn::Open(w.id))))
+            .collect();
+        if queue.is_empty() {
+            return;
+        }
+        queue.sort_by_key(|(since, _)| *since);
+        for (_, what) in queue {
+            if !self.acquire() {
+                return;
+            }
+            match what {
+                Turn::Reopen(key) => match self.files.iter().position(|t| t.key == key) {
+                    Some(i) => {
+                        self.files[i].waiting_since = None;
+                        self.reopen(i);
+                    }
+                    None => self.release(),
+                },
+                Turn::Open(id) => {
+                    let Some(j) = self.waiting_new.iter().position(|w| w.id == id) else {
+                        self.release();
+                        continue;
+                    };
+                    let w = self.waiting_new.swap_remove(j);
+                    if let Err(e) = self.open_new_with_slot(&w.path, w.startup) {
+                        self.release();
+                        tracing::warn!(path = %w.path.display(), error = %e, "cannot open file");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A closed file may have changed: look at its path without opening it.
+    fn check_closed(&mut self, i: usize) {
+        let t = &mut self.files[i];
+        t.last_check = Instant::now();
+        match std::fs::metadata(&t.path) {
+            Ok(m) if file_id(&m) == t.id && m.len() == t.read_pos && mtime(&m) == t.mtime => {}
+            _ => t.waiting_since = Some(Instant::now()),
+        }
+    }
+
+    /// Reopen closed file `i` (a descriptor slot is taken). The same file at its path
+    /// goes on from where it was; another file at the path means it was rotated while
+    /// closed: the old one is found by fingerprint and read to its end, or the stream
+    /// ends.
+    fn reopen(&mut self, i: usize) {
+        let (path, id, fp, pos) = {
+            let t = &self.files[i];
+            (t.path.clone(), t.id, t.fp, t.read_pos)
+        };
+        let same = File::open(&path).ok().and_then(|f| {
+            let m = f.metadata().ok()?;
+            (file_id(&m) == id).then_some((f, m))
+        });
+        let (file, meta, rotated) = match same {
+            Some((f, m)) => (f, m, false),
+            None => match self.find_by_fingerprint(&path, fp, pos, Some(id)) {
+                Some((p, f, m)) => {
+                    tracing::info!(path = %path.display(), now = %p.display(), "file rotated while closed; reading it to its end");
+                    self.files[i].path = p;
+                    (f, m, true)
+                }
+                None => {
+                    // Gone, or replaced and nowhere to be found: the stream is over.
+                    self.release();
+                    self.finish_stream(i);
+                    let t = self.files.swap_remove(i);
+                    self.cp.close(t.key);
+                    return;
+                }
+            },
+        };
+        let t = &mut self.files[i];
+        t.size = meta.len();
+        t.mtime = mtime(&meta);
+        t.id = file_id(&meta);
+        t.file = Some(file);
+        t.at_eof = false;
+        t.opened_at = Instant::now();
+        if rotated {
+            t.rotated_since = Some(Instant::now());
+        }
+    }
+
     /// Find new, renamed and vanished files.
     fn scan(&mut self, startup: bool) {
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
+        // Indexes, so that a scan of many files is linear. Files opened during the scan
+        // are new ids, never looked up again in it.
+        let by_id: HashMap<(u64, u64), usize> = self.files.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+        let mut waiting_ids: HashSet<(u64, u64)> = self.waiting_new.iter().map(|w| w.id).collect();
+        let ignore_older = self.cfg.ignore_older.map(|d| d.0);
         for pattern in &self.cfg.include {
             let Ok(paths) = glob::glob(pattern) else { continue };
             for path in paths.flatten() {
-                if self.exclude.is_match(&path) {
+                if self.exclude.is_match(&path) || is_compressed(&path) {
                     continue;
                 }
                 let Ok(meta) = std::fs::metadata(&path) else { continue };
@@ -272,7 +584,7 @@ impl Reader<'_> {
                 if !seen.insert(id) {
                     continue;
                 }
-                if let Some(t) = self.files.iter_mut().find(|t| t.id == id) {
+                if let Some(t) = by_id.get(&id).map(|&i| &mut self.files[i]) {
                     t.rotated_since = None;
                     if t.path != path {
                         t.path = path.clone();
@@ -281,7 +593,17 @@ impl Reader<'_> {
                     }
                     continue;
                 }
-                if let Err(e) = self.open_new(&path, startup) {
+                if waiting_ids.contains(&id) {
+                    continue;
+                }
+                if let Some(max_age) = ignore_older {
+                    let modified = meta.modified().ok().and_then(|m| m.elapsed().ok());
+                    if modified.is_some_and(|age| age > max_age) {
+                        continue;
+                    }
+                }
+                waiting_ids.insert(id);
+                if let Err(e) = self.open_new(&path, id, startup) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot open file");
                 }
             }
@@ -290,14 +612,24 @@ impl Reader<'_> {
         let mut unread = 0u64;
         for t in &mut self.files {
             if !seen.contains(&t.id) && t.rotated_since.is_none() {
-                tracing::info!(path = %t.path.display(), "file rotated or removed; reading it to its end");
-                t.rotated_since = Some(now);
+                if t.file.is_none() {
+                    // Closed: look at it when it comes to be reopened.
+                    if t.waiting_since.is_none() {
+                        t.waiting_since = Some(now);
+                    }
+                } else {
+                    tracing::info!(path = %t.path.display(), "file rotated or removed; reading it to its end");
+                    t.rotated_since = Some(now);
+                }
             }
-            if let Ok(m) = t.file.metadata() {
-                t.size = m.len();
+            if let Some(f) = &t.file {
+                if let Ok(m) = f.metadata() {
+                    t.size = m.len();
+                }
             }
             unread += t.size.saturating_sub(t.read_pos);
         }
+        self.waiting_new.retain(|w| seen.contains(&w.id));
         self.ctx.stats.set_unread_bytes(unread);
     }
 
@@ -306,20 +638,31 @@ impl Reader<'_> {
         self.next_key
     }
 
-    fn open_new(&mut self, path: &Path, startup: bool) -> std::io::Result<()> {
+    /// Start reading a file found by a scan, or queue it when no descriptor is free.
+    fn open_new(&mut self, path: &Path, id: (u64, u64), startup: bool) -> std::io::Result<()> {
+        if !self.acquire() {
+            self.waiting_new.push(WaitingNew { path: path.to_path_buf(), id, startup, since: Instant::now() });
+            return Ok(());
+        }
+        let r = self.open_new_with_slot(path, startup);
+        if r.is_err() {
+            self.release();
+        }
+        r
+    }
+
+    fn open_new_with_slot(&mut self, path: &Path, startup: bool) -> std::io::Result<()> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let head = read_head(&file, self.cfg.fingerprint_bytes.as_usize())?;
         let fp = Fingerprint::of(&head);
         let path_s = path.to_string_lossy().to_string();
         let mut start = 0u64;
-        if startup {
-            if let Some(e) = self.saved.take_matching(&head, &path_s) {
-                start = if e.offset <= meta.len() { e.offset } else { 0 };
-                tracing::info!(path = %path_s, offset = start, "resuming from checkpoint");
-            } else if self.first_run && self.cfg.read_from == ReadFrom::End {
-                start = meta.len();
-            }
+        if let Some(e) = self.saved.take_matching(&head, &path_s) {
+            start = if e.offset <= meta.len() { e.offset } else { 0 };
+            tracing::info!(path = %path_s, offset = start, "resuming from checkpoint");
+        } else if startup && self.first_run && self.cfg.read_from == ReadFrom::End {
+            start = meta.len();
         }
         self.track(file, &meta, path, fp, start, None, None);
         Ok(())
@@ -341,7 +684,10 @@ impl Reader<'_> {
             Some(k) => k,
             None => {
                 let k = self.new_key();
-                self.cp.register(k, Entry { path: path_s.clone(), fingerprint: fp, offset: start, closed: false });
+                self.cp.register(
+                    k,
+                    Entry { path: path_s.clone(), fingerprint: fp, offset: start, closed: false, closed_at: None },
+                );
                 k
             }
         };
@@ -352,7 +698,7 @@ impl Reader<'_> {
         };
         self.files.push(Tracked {
             key,
-            file,
+            file: Some(file),
             id: file_id(meta),
             path: path.to_path_buf(),
             origin: OriginInfo::new(&self.ctx.name, Some(&path_s)),
@@ -365,6 +711,10 @@ impl Reader<'_> {
             last_check: now,
             at_eof: false,
             size: meta.len(),
+            mtime: mtime(meta),
+            dirty: false,
+            waiting_since: None,
+            opened_at: now,
         });
     }
 
@@ -376,8 +726,11 @@ impl Reader<'_> {
     /// find the rotated file by fingerprint and read what is left of it.
     fn recover_rotated_at_start(&mut self) {
         for e in self.saved.remaining() {
-            if let Some((path, file, meta)) = self.find_by_fingerprint(Path::new(&e.path), e.fingerprint, e.offset) {
+            if let Some((path, file, meta)) =
+                self.find_by_fingerprint(Path::new(&e.path), e.fingerprint, e.offset, None)
+            {
                 if meta.len() > e.offset {
+                    self.force_acquire();
                     tracing::info!(path = %path.display(), offset = e.offset, "reading the rest of a file rotated while sluice was stopped");
                     let key = self.new_key();
                     self.cp.register(key, Entry { path: path.to_string_lossy().into(), ..e.clone() });
@@ -393,13 +746,23 @@ impl Reader<'_> {
         }
     }
 
-    /// A file in the directory of `near` (other than files already open) whose first
-    /// bytes match `fp` and which is at least `min_len` long.
+    /// A slot for a file that must be read now (the rest of a rotated file), even
+    /// beyond the budget: the reserve absorbs these few.
+    fn force_acquire(&mut self) {
+        if !self.acquire() {
+            self.open_count += 1;
+            let _ = self.ctx.fds.try_acquire();
+        }
+    }
+
+    /// A file in the directory of `near` (other than files already tracked, except
+    /// `allow`) whose first bytes match `fp` and which is at least `min_len` long.
     fn find_by_fingerprint(
         &self,
         near: &Path,
         fp: Fingerprint,
         min_len: u64,
+        allow: Option<(u64, u64)>,
     ) -> Option<(PathBuf, File, std::fs::Metadata)> {
         if fp.len == 0 {
             return None;
@@ -410,12 +773,17 @@ impl Reader<'_> {
         // Rotated copies usually keep the base name as a prefix (a.log.1, a.log-2026…).
         candidates.sort_by_key(|p| !p.file_name().map(|n| n.to_string_lossy().starts_with(&base)).unwrap_or(false));
         for p in candidates {
+            // Reopening a closed file (`allow`): its rotated copy keeps the name as a
+            // prefix; do not open every file of a large directory to find it.
+            if allow.is_some() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&base)) {
+                break;
+            }
             let Ok(meta) = std::fs::metadata(&p) else { continue };
             if !meta.is_file() || meta.len() < min_len.max(fp.len as u64) {
                 continue;
             }
             let id = file_id(&meta);
-            if self.files.iter().any(|t| t.id == id) {
+            if Some(id) != allow && self.files.iter().any(|t| t.id == id) {
                 continue;
             }
             let Ok(f) = File::open(&p) else { continue };
@@ -439,7 +807,8 @@ impl Reader<'_> {
         // SAFETY: `read_at` writes into the buffer; only the first `n` bytes it filled
         // are kept (the rest is truncated away before anything reads it).
         unsafe { buf.set_len(chunk) };
-        let n = match t.file.read_at(&mut buf[..], t.read_pos) {
+        let file = t.file.as_ref().expect("read_some on an open file");
+        let n = match file.read_at(&mut buf[..], t.read_pos) {
             Ok(n) => n,
             Err(e) => {
                 buf.clear();
@@ -454,7 +823,7 @@ impl Reader<'_> {
         // If the file was truncated and rewritten between the check and the read, the
         // bytes may be new content read at an old offset: verify the prefix again and
         // discard the chunk if it changed.
-        if t.rotated_since.is_none() && !prefix_unchanged(&t.file, t.fp)? {
+        if t.rotated_since.is_none() && !prefix_unchanged(t.file.as_ref().expect("open"), t.fp)? {
             buf.clear();
             self.check_truncation(i)?;
             return Ok(1);
@@ -517,9 +886,10 @@ impl Reader<'_> {
         let fp_bytes = self.cfg.fingerprint_bytes.as_usize();
         let t = &mut self.files[i];
         t.last_check = Instant::now();
-        let size = t.file.metadata()?.len();
+        let file = t.file.as_ref().expect("checked while open");
+        let size = file.metadata()?.len();
         t.size = size;
-        let head = read_head(&t.file, (t.fp.len as usize).max(fp_bytes.min(size as usize)))?;
+        let head = read_head(file, (t.fp.len as usize).max(fp_bytes.min(size as usize)))?;
         let same_prefix = head.len() >= t.fp.len as usize && Fingerprint::of(&head[..t.fp.len as usize]) == t.fp;
         if size >= t.read_pos && same_prefix {
             // Grow the fingerprint while the file is still short.
@@ -545,7 +915,8 @@ impl Reader<'_> {
         let new_fp = Fingerprint::of(&head);
         let new_key = self.new_key();
         let path_s = path.to_string_lossy().to_string();
-        self.cp.register(new_key, Entry { path: path_s, fingerprint: new_fp, offset: 0, closed: false });
+        self.cp
+            .register(new_key, Entry { path: path_s, fingerprint: new_fp, offset: 0, closed: false, closed_at: None });
         let max_line = self.cfg.max_line_bytes.as_usize();
         let fresh_agg = self.new_aggregator();
         let (old_splitter, old_agg) = {
@@ -559,8 +930,9 @@ impl Reader<'_> {
                 std::mem::replace(&mut t.agg, fresh_agg),
             )
         };
-        match self.find_by_fingerprint(&path, old_fp, old_pos) {
+        match self.find_by_fingerprint(&path, old_fp, old_pos, None) {
             Some((copy_path, file, meta)) => {
+                self.force_acquire();
                 tracing::info!(
                     path = %path.display(), copy = %copy_path.display(), offset = old_pos,
                     "file truncated (copytruncate); reading the rest from the rotated copy"
@@ -649,6 +1021,9 @@ impl Reader<'_> {
                 && t.rotated_since.is_some_and(|since| since.elapsed() >= wait && t.last_data.elapsed() >= wait);
             if done {
                 self.finish_stream(i);
+                if self.files[i].file.is_some() {
+                    self.release();
+                }
                 let t = self.files.swap_remove(i);
                 tracing::info!(path = %t.path.display(), "closed rotated file");
                 self.cp.close(t.key);
