@@ -46,7 +46,15 @@ fn main() {
         out.display()
     );
     std::fs::write(dir.join("bench.toml"), cfg).unwrap();
-    let mut child = Command::new(&sluice)
+    /// Kills sluice when the driver ends, panics included.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(&sluice)
         .args(["run", "--config"])
         .arg(dir.join("bench.toml"))
         .env("SLUICE_LOG", "warn")
@@ -55,6 +63,7 @@ fn main() {
         .spawn()
         .expect("sluice");
     let pid = child.id();
+    let child = Guard(child);
     let want = (files * 20) as u64;
     let t0 = Instant::now();
     let lines = |p: &PathBuf| std::fs::read(p).map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64).unwrap_or(0);
@@ -107,8 +116,7 @@ fn main() {
     }
     let window = w0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     lat.sort();
     let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
     println!(

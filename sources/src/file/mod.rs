@@ -110,6 +110,11 @@ fn default_true() -> bool {
     true
 }
 
+/// Quiet files looked at on a timer per loop turn (the rest wait for the next turn).
+const MAX_RECHECKS: usize = 256;
+/// Idle files closed per loop turn.
+const MAX_CLOSES: usize = 512;
+
 /// Compressed archives a glob may match (rotated logs): never read.
 const COMPRESSED: [&str; 7] = [".gz", ".zst", ".bz2", ".xz", ".lz4", ".zip", ".Z"];
 
@@ -228,6 +233,8 @@ struct Reader<'a> {
     open_count: usize,
     max_open: usize,
     last_wait_warning: Option<Instant>,
+    /// Where timer rechecks resume (they are capped per loop turn).
+    recheck_cursor: usize,
     m_open: metrics::Gauge,
     m_watched: metrics::Gauge,
 }
@@ -281,6 +288,7 @@ impl Source for FileSource {
             open_count: 0,
             max_open: self.cfg.max_open_files.unwrap_or(usize::MAX).max(1),
             last_wait_warning: None,
+            recheck_cursor: 0,
             m_open: metrics::gauge!("sluice_files_open", &l),
             m_watched: metrics::gauge!("sluice_files_watched", &l),
         };
@@ -339,22 +347,33 @@ impl Reader<'_> {
             self.serve_waiting();
             let mut progressed = false;
             let now = Instant::now();
-            let mut i = 0;
-            while i < self.files.len() {
+            // Timer rechecks of quiet files are spread over loop turns, so that a sweep
+            // of thousands never holds up the files that did change.
+            let mut rechecks = 0usize;
+            let n = self.files.len();
+            let start = if n == 0 { 0 } else { self.recheck_cursor % n };
+            let mut capped_at = None;
+            for k in 0..n {
+                let i = (start + k) % n;
+                if rechecks >= MAX_RECHECKS && capped_at.is_none() {
+                    capped_at = Some(i);
+                }
                 let t = &mut self.files[i];
                 if t.file.is_none() {
-                    if t.waiting_since.is_none() && (t.dirty || now.duration_since(t.last_check) >= recheck_closed) {
+                    let timer = now.duration_since(t.last_check) >= recheck_closed && rechecks < MAX_RECHECKS;
+                    if t.waiting_since.is_none() && (t.dirty || timer) {
+                        rechecks += usize::from(!t.dirty);
                         t.dirty = false;
                         self.check_closed(i);
                     }
-                    i += 1;
                     continue;
                 }
-                let due = !t.at_eof || t.dirty || now.duration_since(t.last_check) >= recheck_open;
+                let timer = now.duration_since(t.last_check) >= recheck_open && rechecks < MAX_RECHECKS;
+                let due = !t.at_eof || t.dirty || timer;
                 if !due {
-                    i += 1;
                     continue;
                 }
+                rechecks += usize::from(t.at_eof && !t.dirty);
                 t.dirty = false;
                 match self.read_some(i, &mut buf) {
                     Ok(n) => progressed |= n > 0,
@@ -365,7 +384,10 @@ impl Reader<'_> {
                 if !self.receivers_alive() {
                     return Ok(());
                 }
-                i += 1;
+            }
+            // The next turn's timer rechecks start where this turn's stopped.
+            if let Some(i) = capped_at {
+                self.recheck_cursor = i;
             }
             self.close_finished();
             self.flush_expired_records();
@@ -432,6 +454,7 @@ impl Reader<'_> {
     fn close_idle(&mut self) -> bool {
         let idle = *self.cfg.close_idle;
         let mut freed = false;
+        let mut closes = 0usize;
         let now = Instant::now();
         let waiting = !self.waiting_new.is_empty() || self.files.iter().any(|t| t.waiting_since.is_some());
         for i in 0..self.files.len() {
@@ -439,11 +462,12 @@ impl Reader<'_> {
             if t.file.is_none() || t.rotated_since.is_some() {
                 continue;
             }
-            let quiet = t.at_eof && now.duration_since(t.last_data) >= idle;
+            let quiet = t.at_eof && now.duration_since(t.last_data) >= idle && closes < MAX_CLOSES;
             let yield_now = waiting && (t.at_eof || now.duration_since(t.opened_at) >= Duration::from_secs(1));
             if quiet || yield_now {
                 let unread = !t.at_eof;
                 self.close_file(i);
+                closes += 1;
                 freed = true;
                 if unread {
                     // Back in the queue, behind the files that waited before it.
