@@ -167,7 +167,18 @@ impl FormatString {
         line: &ByteStr,
     ) -> Result<usize, ParseError> {
         if let Some(fmt) = &self.ts_format {
-            // As many space-separated words as the layout has.
+            // The timestamp ends where its layout ends, whatever delimiter follows.
+            if let Some((t, n)) = timestamp::parse_prefix_with_format(rest, fmt) {
+                out.timestamp = Some(t);
+                return Ok(n);
+            }
+            // Not in the layout: keep as many space-separated words as it has, but never
+            // past the literal that follows, and mark the event.
+            let limit = match next {
+                Some(Tok::Lit(_, f)) => f.find(rest.as_bytes()).unwrap_or(rest.len()),
+                _ => rest.len(),
+            };
+            let rest = &rest[..limit];
             let mut end = 0;
             let mut words = 0;
             let b = rest.as_bytes();
@@ -181,10 +192,7 @@ impl FormatString {
                 words += 1;
             }
             let text = &rest[..end];
-            match timestamp::parse_with_format(text, fmt) {
-                Some(t) => out.timestamp = Some(t),
-                None => out.bad_timestamp = Some(line.slice_str(text)),
-            }
+            out.bad_timestamp = Some(line.slice_str(text));
             return Ok(end);
         }
         if let Some((t, n)) = timestamp::parse_prefix(rest, ctx) {
@@ -232,6 +240,36 @@ mod tests {
         let mut p = Parsed::default();
         f.parse(&ByteStr::from(line), &Context::default(), &mut p).map_err(|e| e.to_string())?;
         Ok(p)
+    }
+
+    /// Every placeholder type, followed by every kind of delimiter, takes exactly its own
+    /// text: a `{timestamp}` with a layout ends where the layout ends (it used to take
+    /// space-separated words, so `…:123|Step_Counter|…` failed at the end of the line).
+    #[test]
+    fn every_placeholder_ends_at_every_delimiter() {
+        let values: [(&str, &str, Option<&str>); 6] = [
+            ("{timestamp}", "20261121-02:14:33:123", Some("%Y%m%d-%H:%M:%S:%3f")),
+            ("{timestamp}", "2026-11-21 02:14:33", Some("%Y-%m-%d %H:%M:%S")),
+            ("{timestamp}", "2026-11-21T02:14:33.123Z", None),
+            ("{pid:int}", "30002312", None),
+            ("{ip:ip}", "10.0.0.1", None),
+            ("{component}", "Step_Counter", None),
+        ];
+        for delim in ["|", ",", ";", " ", " - ", "] [", "\t", "::"] {
+            for (ph, value, layout) in values {
+                let fmt = format!("{ph}{delim}{{rest}}{delim}{{message}}");
+                let line = format!("{value}{delim}tail{delim}the message");
+                let f = FormatString::compile(&fmt, layout).unwrap();
+                let mut p = Parsed::default();
+                let r = f.parse(&ByteStr::from(line.as_str()), &Context::default(), &mut p);
+                assert!(r.is_ok(), "{fmt:?} on {line:?}: {:?}", r.err().map(|e| e.to_string()));
+                assert_eq!(p.fields.get("rest").and_then(|v| v.as_str()), Some("tail"), "{fmt:?} on {line:?}");
+                assert_eq!(p.message.as_ref().map(|m| m.as_str()), Some("the message"), "{fmt:?} on {line:?}");
+                if ph == "{timestamp}" {
+                    assert!(p.timestamp.is_some() && p.bad_timestamp.is_none(), "{fmt:?} on {line:?}");
+                }
+            }
+        }
     }
 
     #[test]

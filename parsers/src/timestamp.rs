@@ -210,6 +210,22 @@ pub fn parse_exact(s: &str, ctx: &Context) -> Option<Timestamp> {
     }
 }
 
+/// Parse the start of `s` with a strftime layout (chrono syntax): the time and how many
+/// bytes it took, so that whatever follows (a `|`, a `,`, a space) is left to the rest of
+/// the format. Without `%z`/`%Z` the time is UTC.
+pub fn parse_prefix_with_format(s: &str, fmt: &str) -> Option<(Timestamp, usize)> {
+    let lead = s.len() - s.trim_start_matches(' ').len();
+    let body = &s[lead..];
+    let (t, rest) = if fmt.contains("%z") || fmt.contains("%:z") {
+        let (dt, rest) = chrono::DateTime::parse_and_remainder(body, fmt).ok()?;
+        (dt.timestamp_nanos_opt()?, rest)
+    } else {
+        let (ndt, rest) = chrono::NaiveDateTime::parse_and_remainder(body, fmt).ok()?;
+        (ndt.and_utc().timestamp_nanos_opt()?, rest)
+    };
+    Some((Timestamp(t), s.len() - rest.len()))
+}
+
 /// Parse with a strftime layout (chrono syntax). Without `%z`/`%Z` the time is UTC.
 pub fn parse_with_format(s: &str, fmt: &str) -> Option<Timestamp> {
     let s = s.trim();

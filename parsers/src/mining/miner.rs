@@ -282,8 +282,9 @@ impl Miner {
             None => Tok::Var,
         };
         // Fold into a neighbouring <*>.
-        if tokens[p] == Tok::Var && (p > 0 && tokens[p - 1] == Tok::Var)
-            || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var)
+        // (Only a bare <*>: a `key=<*>` literal stays, whatever its neighbours.)
+        if tokens[p] == Tok::Var
+            && ((p > 0 && tokens[p - 1] == Tok::Var) || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var))
         {
             tokens.remove(p);
         }
