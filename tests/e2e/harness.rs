@@ -187,10 +187,20 @@ pub fn header(dir: &Path, api_port: Option<u16>) -> String {
     format!("data_dir = \"{}\"\n{api}", dir.join("data").display())
 }
 
-/// `../shared` beside the repository, if present (it is in CI, not on a user's machine).
+/// `../shared` beside the repository, if present (it is in CI, not on a user's
+/// machine). Absent, the test skips with a message, or fails when SLUICE_REQUIRE_TOOLS
+/// is set (CI sets it): a test that needs it never passes silently there.
 pub fn shared_dir() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    p.join("corpus/gen_legacy_logs.py").exists().then(|| p.canonicalize().unwrap())
+    if p.join("corpus/gen_legacy_logs.py").exists() {
+        return Some(p.canonicalize().unwrap());
+    }
+    assert!(
+        std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
+        "../shared (the corpus generator and the Loghub sets) is required: SLUICE_REQUIRE_TOOLS is set"
+    );
+    eprintln!("SKIP: ../shared is absent (the corpus generator and the Loghub sets)");
+    None
 }
 
 pub fn repo_dir() -> PathBuf {

@@ -1,5 +1,8 @@
 //! End-to-end tests: they run the real `sluice` binary against real files, pipes,
-//! signals and HTTP. Nothing here needs ../shared.
+//! signals, HTTP and real servers (moto, tansu, syslog senders, Prometheus). The corpus,
+//! Loghub-accuracy and Prometheus-replay tests need `../shared`; like the tests that
+//! need a tool, they skip with a message on a user's machine and fail when
+//! SLUICE_REQUIRE_TOOLS is set (CI sets it).
 
 mod harness;
 

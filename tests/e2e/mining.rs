@@ -309,8 +309,7 @@ fn parse_mines_unknown_messages_and_reloads_learned_templates() {
 /// command a pseudo-terminal), and none when it is not.
 #[test]
 fn progress_line_only_on_a_terminal() {
-    if std::process::Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP: `script` (util-linux) is not installed");
+    if tool("script", "bsdutils").is_none() {
         return;
     }
     // Input that arrives slowly: the progress line is printed at most 4 times a second.
