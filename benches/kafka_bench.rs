@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary, sink_config};
+use util::{arg, finish_run, free_port, rate_summary, sink_config};
 
 fn main() {
     let cached = std::env::var("HOME").map(|h| format!("{h}/.cache/sluice/tansu/bin/tansu")).unwrap_or_default();
@@ -107,25 +107,16 @@ fn main() {
             );
             std::fs::write(out.join("bench.toml"), cfg).unwrap();
             let t = Instant::now();
-            let mut child = Command::new(&sluice)
+            let child = Command::new(&sluice)
                 .args(["run", "--config"])
                 .arg(out.join("bench.toml"))
                 .env("SLUICE_LOG", "warn")
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("sluice");
-            while metric(api, "sluice_events_in_total", "out").unwrap_or(0) < n {
-                assert!(t.elapsed() < Duration::from_secs(300), "messages missing");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let secs = t.elapsed().as_secs_f64();
-            cpus.push(cpu_seconds(child.id()));
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            assert_eq!(child.wait().unwrap().code(), Some(0), "sluice exit");
-            if sink == "file" {
-                assert_eq!(count_lines(&out.join("out.ndjson")), n, "one line per message");
-            }
-            rates.push(n as f64 / secs);
+            let (rate, cpu) = finish_run(child, api, n, t, sink, &out);
+            rates.push(rate);
+            cpus.push(cpu);
         }
         println!(
             "kafka (4 partitions, {size}-byte messages) -> {sink}: {} for {n} messages (start-up and group join included)",

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 #[path = "util.rs"]
 mod util;
-use util::{arg, count_lines, cpu_seconds, free_port, metric, rate_summary, sink_config};
+use util::{arg, finish_run, free_port, rate_summary, sink_config};
 
 fn main() {
     if Command::new("loggen").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
@@ -47,7 +47,7 @@ fn main() {
             out.display()
         );
         std::fs::write(out.join("bench.toml"), cfg).unwrap();
-        let mut child = Command::new(&sluice)
+        let child = Command::new(&sluice)
             .args(["run", "--config"])
             .arg(out.join("bench.toml"))
             .env("SLUICE_LOG", "warn")
@@ -68,27 +68,12 @@ fn main() {
             .status()
             .expect("loggen");
         assert!(st.success(), "loggen failed");
-        while metric(api, "sluice_events_in_total", "out").unwrap_or(0) < total {
-            assert!(t.elapsed() < Duration::from_secs(300), "messages missing");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let secs = t.elapsed().as_secs_f64();
-        cpus.push(cpu_seconds(child.id()));
-        unsafe { libc_kill(child.id() as i32, 15) };
-        let code = child.wait().unwrap().code();
-        assert_eq!(code, Some(0), "sluice exit");
-        if sink == "file" {
-            assert_eq!(count_lines(&out.join("out.ndjson")), total, "one line per message");
-        }
-        rates.push(total as f64 / secs);
+        let (rate, cpu) = finish_run(child, api, total, t, &sink, &out);
+        rates.push(rate);
+        cpus.push(cpu);
     }
     println!(
         "syslog tcp (loggen, {conns} connections, {size}-byte messages) -> {sink}: {} for {total} messages",
         rate_summary(rates, cpus)
     );
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

@@ -113,3 +113,30 @@ pub fn run_sluice(sluice: &std::path::Path, cfg: &std::path::Path, env: &[(&str,
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     (secs, children_cpu_seconds() - cpu_before)
 }
+
+/// Wait until sluice (its API on `api`) has taken `n` events into sink `out`, then stop
+/// it with SIGTERM (it must exit 0) and, for a file sink, check one line per event in
+/// `dir/out.ndjson`. Returns (events/s since `started`, sluice's CPU seconds).
+pub fn finish_run(
+    mut child: std::process::Child,
+    api: u16,
+    n: u64,
+    started: std::time::Instant,
+    sink: &str,
+    dir: &std::path::Path,
+) -> (f64, f64) {
+    use std::time::Duration;
+    while metric(api, "sluice_events_in_total", "out").unwrap_or(0) < n {
+        assert!(started.elapsed() < Duration::from_secs(300), "messages missing");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(child.id());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0), "sluice exit");
+    if sink == "file" {
+        assert_eq!(count_lines(&dir.join("out.ndjson")), n, "one line per message");
+    }
+    (n as f64 / secs, cpu)
+}

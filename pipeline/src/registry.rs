@@ -13,7 +13,8 @@ type SourceBuilder = fn(&Config, &Component) -> Result<Box<dyn Source>, Diagnost
 type TransformBuilder = fn(&Config, &Component) -> Result<Box<dyn Transform>, Diagnostic>;
 type SinkBuilder = fn(&Config, &Component) -> Result<Box<dyn Sink>, Diagnostic>;
 type Settings = fn(&Config, &Component, &mut ExporterSettings);
-type Fields = fn(&Config, &Component) -> Vec<(String, String)>;
+type Sensitive = fn(&Config, &Component) -> Vec<String>;
+type ExposedFields = fn(&Config, &Component) -> Vec<sinks::Exposed>;
 
 /// One component type: its name in `type = "…"` and its build step.
 pub struct Entry<B> {
@@ -23,13 +24,21 @@ pub struct Entry<B> {
     pub exporter_settings: Option<Settings>,
     /// The JSON schema of the config struct, with its doc comments (for the reference).
     pub schema: fn() -> schemars::Schema,
-    /// Fields the component declares sensitive (transforms: `("", field)`) or puts in
-    /// labels (sinks: `(label, field)`), for the cross-component check.
-    pub fields: Option<Fields>,
+    /// Fields the stage declares sensitive (transforms), for the cross-component check.
+    pub sensitive: Option<Sensitive>,
+    /// Fields the sink puts in the clear (labels, object keys), for the same check.
+    pub exposed: Option<ExposedFields>,
 }
 
 const fn source<T: DeserializeOwned + SourceConfig + JsonSchema>(type_name: &'static str) -> Entry<SourceBuilder> {
-    Entry { type_name, build: build_source::<T>, exporter_settings: None, schema: schema::<T>, fields: None }
+    Entry {
+        type_name,
+        build: build_source::<T>,
+        exporter_settings: None,
+        schema: schema::<T>,
+        sensitive: None,
+        exposed: None,
+    }
 }
 
 const fn transform<T: DeserializeOwned + TransformConfig + JsonSchema>(
@@ -40,7 +49,8 @@ const fn transform<T: DeserializeOwned + TransformConfig + JsonSchema>(
         build: build_transform::<T>,
         exporter_settings: Some(settings::<T>),
         schema: schema::<T>,
-        fields: Some(sensitive::<T>),
+        sensitive: Some(sensitive::<T>),
+        exposed: None,
     }
 }
 
@@ -50,7 +60,8 @@ const fn sink<T: DeserializeOwned + SinkConfig + JsonSchema>(type_name: &'static
         build: build_sink::<T>,
         exporter_settings: None,
         schema: schema::<T>,
-        fields: Some(label_fields::<T>),
+        sensitive: None,
+        exposed: Some(exposed::<T>),
     }
 }
 
@@ -112,14 +123,12 @@ fn settings<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component, 
     }
 }
 
-fn sensitive<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Vec<(String, String)> {
-    cfg.decode::<T>(c)
-        .map(|t| t.sensitive_fields().into_iter().map(|f| (String::new(), f)).collect())
-        .unwrap_or_default()
+fn sensitive<T: DeserializeOwned + TransformConfig>(cfg: &Config, c: &Component) -> Vec<String> {
+    cfg.decode::<T>(c).map(|t| t.sensitive_fields()).unwrap_or_default()
 }
 
-fn label_fields<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Vec<(String, String)> {
-    cfg.decode::<T>(c).map(|t| t.label_fields()).unwrap_or_default()
+fn exposed<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Vec<sinks::Exposed> {
+    cfg.decode::<T>(c).map(|t| t.exposed_fields()).unwrap_or_default()
 }
 
 fn build_sink<T: DeserializeOwned + SinkConfig>(cfg: &Config, c: &Component) -> Result<Box<dyn Sink>, Diagnostic> {
@@ -224,30 +233,28 @@ pub fn build_all(cfg: &Config) -> Result<Vec<(Component, Built)>, Vec<Diagnostic
             }
         }
     }
-    // Labels never carry a field a stage declared sensitive.
+    // Labels and object keys never carry a field a stage declared sensitive.
     if errs.is_empty() {
         let mut sensitive: Vec<(String, &str)> = Vec::new();
         for c in cfg.components.iter().filter(|c| c.kind == Kind::Transform) {
-            if let Some(f) = lookup(TRANSFORMS, &c.type_name).and_then(|e| e.fields) {
-                sensitive.extend(f(cfg, c).into_iter().map(|(_, field)| (field, c.name.as_str())));
+            if let Some(f) = lookup(TRANSFORMS, &c.type_name).and_then(|e| e.sensitive) {
+                sensitive.extend(f(cfg, c).into_iter().map(|field| (field, c.name.as_str())));
             }
         }
         for c in cfg.components.iter().filter(|c| c.kind == Kind::Sink) {
-            let Some(f) = lookup(SINKS, &c.type_name).and_then(|e| e.fields) else { continue };
-            for (key, field) in f(cfg, c) {
-                if let Some((_, stage)) = sensitive.iter().find(|(s, _)| *s == field) {
-                    let why = if key.starts_with("labels.") {
-                        "labels are indexed and leave sluice: put it in `structured_metadata` (masked) instead"
-                    } else {
-                        "object keys are listed in clear and leave sluice: partition by a field that is not personal data"
-                    };
+            let Some(f) = lookup(SINKS, &c.type_name).and_then(|e| e.exposed) else { continue };
+            for e in f(cfg, c) {
+                if let Some((_, stage)) = sensitive.iter().find(|(s, _)| *s == e.field) {
                     errs.push(cfg.error_at_option(
                         c,
-                        &key,
+                        &e.option,
                         format!(
-                            "`{}.{}.{key}`: `{field}` is marked sensitive by `transforms.{stage}`; {why}",
+                            "`{}.{}.{}`: `{}` is marked sensitive by `transforms.{stage}`; {}",
                             c.kind.table(),
-                            c.name
+                            c.name,
+                            e.option,
+                            e.field,
+                            e.advice
                         ),
                     ));
                 }

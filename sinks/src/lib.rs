@@ -76,12 +76,21 @@ pub trait Sink: Send {
 pub trait SinkConfig {
     /// Check the options and build the sink. An error names the offending option.
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, OptionError>;
-    /// The fields the sink puts in labels or object keys, as (option path such as
-    /// `labels.user` or `key_template`, field): they are indexed or listed in clear and
-    /// leave sluice, so the pipeline refuses fields declared sensitive there.
-    fn label_fields(&self) -> Vec<(String, String)> {
+    /// The fields the sink puts where masking cannot reach them (labels, object keys):
+    /// the pipeline refuses fields a stage declared sensitive there.
+    fn exposed_fields(&self) -> Vec<Exposed> {
         Vec::new()
     }
+}
+
+/// A field a sink puts in the clear: in label `labels.user`, in `key_template`, ….
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposed {
+    /// The option that names it (`labels.user`, `key_template`): errors point there.
+    pub option: String,
+    pub field: String,
+    /// Why it matters and what to do instead, for the error message.
+    pub advice: &'static str,
 }
 
 /// Where a sink runs.

@@ -70,6 +70,12 @@ impl FdBudget {
         self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| (u < self.capacity).then_some(u + 1)).is_ok()
     }
 
+    /// Take a slot even beyond the capacity (a file that must be read now); released
+    /// like any other.
+    pub fn acquire_over(&self) {
+        self.used.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn release(&self) {
         let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| u.checked_sub(1));
     }
@@ -94,6 +100,10 @@ mod tests {
         b.release();
         assert!(b.try_acquire());
         assert_eq!(b.in_use(), 2);
+        // Beyond capacity, counted: releasing it leaves the budget full, not one short.
+        b.acquire_over();
+        b.release();
+        assert!(!b.try_acquire());
         assert_eq!(FdBudget::for_limit(1024).capacity(), 768);
         assert_eq!(FdBudget::for_limit(128).capacity(), 96);
         assert_eq!(FdBudget::for_limit(65536).capacity(), 65280);

@@ -141,10 +141,8 @@ pub fn run_case(cfg: &Config, t: &TestCase) -> Result<Vec<Event>, Vec<sluice_con
         })
         .collect();
     let mut got = Vec::new();
-    let mut queue: VecDeque<(String, Option<String>, Batch)> = VecDeque::new();
-    let run = |queue: &mut VecDeque<(String, Option<String>, Batch)>,
-               transforms: &mut HashMap<String, Box<dyn Transform>>,
-               got: &mut Vec<Event>| {
+    let mut queue: Queue = VecDeque::new();
+    let run = |queue: &mut Queue, transforms: &mut HashMap<String, Box<dyn Transform>>, got: &mut Vec<Event>| {
         while let Some((producer, output, batch)) = queue.pop_front() {
             let key = (producer, output);
             if to_sink.get(&key).copied().unwrap_or(false) {
@@ -152,20 +150,14 @@ pub fn run_case(cfg: &Config, t: &TestCase) -> Result<Vec<Event>, Vec<sluice_con
             }
             for name in consumers.get(&key).into_iter().flatten() {
                 let t = transforms.get_mut(name).expect("consumers are transforms");
-                let mut emitted = Vec::new();
-                t.process(batch.fan_out_clone(), &mut |o: Option<&str>, b: Batch| {
-                    emitted.push((name.clone(), o.map(str::to_string), b))
-                });
-                queue.extend(emitted);
+                t.process(batch.fan_out_clone(), &mut into(queue, name));
             }
         }
     };
     let batch = Batch::new(events);
     match transforms.get_mut(start) {
         Some(t) => {
-            let mut emitted = Vec::new();
-            t.process(batch, &mut |o: Option<&str>, b: Batch| emitted.push((start.clone(), o.map(str::to_string), b)));
-            queue.extend(emitted);
+            t.process(batch, &mut into(&mut queue, start));
         }
         None => queue.push_back((start.clone(), None, batch)),
     }
@@ -173,13 +165,19 @@ pub fn run_case(cfg: &Config, t: &TestCase) -> Result<Vec<Event>, Vec<sluice_con
     // Finish the stages downstream of the input, upstream first, as on shutdown.
     for name in downstream_order(cfg, start) {
         if let Some(t) = transforms.get_mut(&name) {
-            let mut emitted = Vec::new();
-            t.finish(&mut |o: Option<&str>, b: Batch| emitted.push((name.clone(), o.map(str::to_string), b)));
-            queue.extend(emitted);
+            t.finish(&mut into(&mut queue, &name));
         }
         run(&mut queue, &mut transforms, &mut got);
     }
     Ok(got)
+}
+
+/// Batches emitted and not yet delivered: (producer, output, batch).
+type Queue = VecDeque<(String, Option<String>, Batch)>;
+
+/// An emitter that queues what `producer` emits.
+fn into<'a>(queue: &'a mut Queue, producer: &'a str) -> impl FnMut(Option<&str>, Batch) + 'a {
+    move |o, b| queue.push_back((producer.to_string(), o.map(str::to_string), b))
 }
 
 /// The source feeding `name` (its own name if it is one): what `{source}` reads.

@@ -144,12 +144,16 @@ enum LabelValue {
 }
 
 impl SinkConfig for LokiSinkConfig {
-    fn label_fields(&self) -> Vec<(String, String)> {
+    fn exposed_fields(&self) -> Vec<crate::Exposed> {
         self.labels
             .iter()
             .filter_map(|(name, v)| {
                 let field = v.strip_prefix('{')?.strip_suffix('}')?;
-                Some((format!("labels.{name}"), field.to_string()))
+                Some(crate::Exposed {
+                    option: format!("labels.{name}"),
+                    field: field.to_string(),
+                    advice: "labels are indexed and leave sluice: put it in `structured_metadata` (masked) instead",
+                })
             })
             .collect()
     }

@@ -49,8 +49,9 @@ pub fn s3(s: &Settings) -> Result<Arc<dyn Store>, SinkError> {
         .unwrap_or_else(|| "us-east-1".to_string());
     b = b.with_region(region).with_virtual_hosted_style_request(s.virtual_hosted_style);
     if let Some(e) = &s.endpoint {
-        b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        b = b.with_endpoint(e);
     }
+    // (The client options replace the builder's: plain HTTP is allowed here.)
     let client = ClientOptions::new()
         .with_timeout(s.request_timeout)
         .with_connect_timeout(Duration::from_secs(5))

@@ -228,12 +228,17 @@ impl SinkConfig for S3SinkConfig {
         Ok(Box::new(self.build_sink(ctx)?))
     }
 
-    fn label_fields(&self) -> Vec<(String, String)> {
+    fn exposed_fields(&self) -> Vec<crate::Exposed> {
         // Key parts leave sluice like labels do: a sensitive field must not be one.
-        match KeyTemplate::parse(&self.template_text()) {
-            Ok(t) => t.fields().map(|f| ("key_template".to_string(), f.to_string())).collect(),
-            Err(_) => Vec::new(),
-        }
+        let Ok(t) = KeyTemplate::parse(&self.template_text()) else { return Vec::new() };
+        t.fields()
+            .map(|f| crate::Exposed {
+                option: "key_template".to_string(),
+                field: f.to_string(),
+                advice:
+                    "object keys are listed in clear and leave sluice: partition by a field that is not personal data",
+            })
+            .collect()
     }
 }
 

@@ -184,8 +184,9 @@ fn config_errors_name_the_option() {
     // Defaults: the key's extension follows the compression.
     assert!(config("compression = \"gzip\"").build(&ctx()).is_ok());
     assert_eq!(config("compression = \"none\"").template_text(), "logs/{date}/{hour}/{instance}-{seq}.ndjson");
+    let exposed = config("key_template = \"{host}/{service}/{instance}{seq}.ndjson.zst\"").exposed_fields();
     assert_eq!(
-        config("key_template = \"{host}/{service}/{instance}{seq}.ndjson.zst\"").label_fields(),
-        [("key_template".to_string(), "host".to_string()), ("key_template".to_string(), "service".to_string())]
+        exposed.iter().map(|e| (e.option.as_str(), e.field.as_str())).collect::<Vec<_>>(),
+        [("key_template", "host"), ("key_template", "service")]
     );
 }

@@ -395,8 +395,7 @@ impl Reader<'_> {
             self.m_open.set(self.open_count as f64);
             self.m_watched.set((self.files.len() + self.waiting_new.len()) as f64);
             if !progressed {
-                let waiting = !self.waiting_new.is_empty() || self.files.iter().any(|t| t.waiting_since.is_some());
-                if self.cfg.stop_at_eof && !waiting && self.files.iter().all(|t| t.at_eof) {
+                if self.cfg.stop_at_eof && !self.has_waiting() && self.files.iter().all(|t| t.at_eof) {
                     // Flush lines without a trailing newline at the very end.
                     for i in 0..self.files.len() {
                         self.finish_stream(i);
@@ -417,6 +416,11 @@ impl Reader<'_> {
 
     fn receivers_alive(&self) -> bool {
         !self.downstream_gone
+    }
+
+    /// Files wait for a descriptor (new ones, or closed ones that changed).
+    fn has_waiting(&self) -> bool {
+        !self.waiting_new.is_empty() || self.files.iter().any(|t| t.waiting_since.is_some())
     }
 
     /// Take a descriptor slot for one more open file.
@@ -456,7 +460,7 @@ impl Reader<'_> {
         let mut freed = false;
         let mut closes = 0usize;
         let now = Instant::now();
-        let waiting = !self.waiting_new.is_empty() || self.files.iter().any(|t| t.waiting_since.is_some());
+        let waiting = self.has_waiting();
         for i in 0..self.files.len() {
             let t = &self.files[i];
             if t.file.is_none() || t.rotated_since.is_some() {
@@ -592,7 +596,7 @@ impl Reader<'_> {
         // Indexes, so that a scan of many files is linear. Files opened during the scan
         // are new ids, never looked up again in it.
         let by_id: HashMap<(u64, u64), usize> = self.files.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-        let mut waiting_ids: HashSet<(u64, u64)> = self.waiting_new.iter().map(|w| w.id).collect();
+        let waiting_ids: HashSet<(u64, u64)> = self.waiting_new.iter().map(|w| w.id).collect();
         let ignore_older = self.cfg.ignore_older.map(|d| d.0);
         for pattern in &self.cfg.include {
             let Ok(paths) = glob::glob(pattern) else { continue };
@@ -626,7 +630,6 @@ impl Reader<'_> {
                         continue;
                     }
                 }
-                waiting_ids.insert(id);
                 if let Err(e) = self.open_new(&path, id, startup) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot open file");
                 }
@@ -773,10 +776,8 @@ impl Reader<'_> {
     /// A slot for a file that must be read now (the rest of a rotated file), even
     /// beyond the budget: the reserve absorbs these few.
     fn force_acquire(&mut self) {
-        if !self.acquire() {
-            self.open_count += 1;
-            let _ = self.ctx.fds.try_acquire();
-        }
+        self.open_count += 1;
+        self.ctx.fds.acquire_over();
     }
 
     /// A file in the directory of `near` (other than files already tracked, except
