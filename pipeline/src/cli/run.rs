@@ -141,7 +141,13 @@ fn run(
         tracing::info!(components = running.shared.stats.len(), "pipeline started");
         let drained = running.wait(shutdown_signal(), *cfg.pipeline.drain_timeout).await;
         let failed = running.failed.clone();
+        let shared = running.shared.clone();
         tokio::task::spawn_blocking(move || running.finish(drained)).await?;
+        // What each stage saw, once, for the operator's record (and benchmarks).
+        for s in shared.stats.iter().map(|s| s.snapshot()) {
+            let dropped: u64 = s.events_dropped.values().sum();
+            tracing::info!(target: "sluice::totals", component = %s.name, kind = s.kind, events_in = s.events_in, events_out = s.events_out, dropped, "totals");
+        }
         controls.save_if_changed(&store);
         if failed.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::error!("a component failed; exiting with status 1");

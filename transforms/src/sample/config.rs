@@ -160,7 +160,6 @@ impl SampleConfig {
             tail,
             auto,
             error_cond,
-            rng: seed(),
             early: metrics::counter!("sluice_sample_early_decisions_total", "stage" => name.to_string()),
             batch_no: 0,
             dropped: 0,

@@ -1,11 +1,6 @@
 //! Head sampling: a stable hash of the key decides, identically across restarts and
 //! instances.
 
-pub(super) fn seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    mix(t ^ 0x9e37_79b9_7f4a_7c15) | 1
-}
-
 /// A stable 64-bit hash of a key: FNV-1a then a splitmix64 finaliser (uniform bits).
 #[inline]
 pub fn key_hash(key: &[u8]) -> u64 {

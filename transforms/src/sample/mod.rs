@@ -52,7 +52,7 @@ mod transform;
 
 use auto_bypass::AutoBypass;
 pub use config::{AutoBypassConfig, Rate, RuleConfig, SampleConfig, TailConfig};
-use head::{keep_hash, seed};
+use head::{keep_hash, mix};
 pub use head::{keeps, key_hash};
 pub use switch::{Switch, SwitchState};
 use tail::{Tail, TraceBuf};

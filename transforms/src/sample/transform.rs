@@ -10,7 +10,6 @@ pub struct Sample {
     pub(super) tail: Option<Tail>,
     pub(super) auto: Option<AutoBypass>,
     pub(super) error_cond: Condition,
-    pub(super) rng: u64,
     pub(super) early: metrics::Counter,
     pub(super) batch_no: u64,
     /// Events sampled out since the last report (tail decisions happen in ticks too).
@@ -50,13 +49,12 @@ impl Sample {
         }
     }
 
+    /// The decision hash of an event without a key: its bytes and where it was read, so
+    /// the same line gets the same answer whatever order events arrive in (fan-in, several
+    /// workers) and when a restart reads it again.
     #[inline]
-    pub(super) fn next_random(&mut self) -> u64 {
-        // xorshift64*
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    pub(super) fn line_hash(e: &Event) -> u64 {
+        mix(rapidhash::v3::rapidhash_v3(&e.raw) ^ e.origin.offset.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
     /// Head decision for one event; marks kept sampled events with `sample_rate`.
@@ -68,11 +66,11 @@ impl Sample {
         }
         let h = match key {
             Some(h) => h,
-            None => self.next_random(),
+            None => Self::line_hash(e),
         };
         let keep = keep_hash(h, p);
         if keep {
-            e.fields.insert("sample_rate", rate_value(p));
+            e.fields.insert_static("sample_rate", rate_value(p));
         } else {
             self.dropped += 1;
         }
