@@ -127,7 +127,11 @@ pub struct Component {
     pub inputs: Vec<Input>,
     /// Override of the input edge's buffer, in batches.
     pub buffer_batches: Option<usize>,
-    /// The component's own options (everything but `type`, `inputs`, `buffer_batches`),
+    /// Threads running a transform that can run on several (`workers`); None: the
+    /// default (every core for such stages, one for the others).
+    pub workers: Option<usize>,
+    /// The component's own options (everything but `type`, `inputs`, `buffer_batches`,
+    /// `workers`),
     /// with environment variables interpolated.
     pub options: toml::Table,
 }
@@ -160,6 +164,10 @@ pub struct PipelineConfig {
     pub batch_max_bytes: units::ByteSize,
     /// Capacity of each edge between components, in batches (memory bound).
     pub buffer_batches: usize,
+    /// Capacity of each edge between components, in bytes of events (estimated: raw
+    /// bytes, the event and its fields). With `buffer_batches` it bounds memory whatever
+    /// the size of the events; a single larger batch passes alone.
+    pub buffer_bytes: units::ByteSize,
     /// How long a SIGTERM/SIGINT drain may take before sluice gives up (the unacknowledged
     /// input is then read again at the next start).
     pub drain_timeout: units::Duration,
@@ -168,9 +176,10 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            batch_max_events: 4096,
+            batch_max_events: 2048,
             batch_max_bytes: units::ByteSize(1 << 20),
             buffer_batches: 4,
+            buffer_bytes: units::ByteSize(2 << 20),
             drain_timeout: units::Duration::from_secs(30),
         }
     }
@@ -431,12 +440,28 @@ impl Config {
                     None
                 }
             };
+            let workers = match options.remove("workers") {
+                None => None,
+                Some(toml::Value::Integer(n)) if n > 0 && kind == Kind::Transform => Some(n as usize),
+                Some(_) => {
+                    let mut p = path.clone();
+                    p.push(PathSeg::Key("workers".into()));
+                    let msg = if kind == Kind::Transform {
+                        format!("`{dotted}.workers`: expected a positive integer")
+                    } else {
+                        format!("`{dotted}.workers`: only transforms take `workers`")
+                    };
+                    errors.push(self.diag_value(&p, msg));
+                    None
+                }
+            };
             self.components.push(Component {
                 kind,
                 name,
                 type_name,
                 inputs: inputs.into_iter().map(|(_, i)| i).collect(),
                 buffer_batches,
+                workers,
                 options,
             });
         }

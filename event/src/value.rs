@@ -125,6 +125,23 @@ impl Fields {
     pub const fn new() -> Fields {
         Fields(Vec::new())
     }
+    /// Empty, with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Fields {
+        Fields(Vec::with_capacity(n))
+    }
+    /// Room for this many fields without growing.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+    /// Set a field whose name is a literal (no copy of the name).
+    #[inline]
+    pub fn insert_static(&mut self, key: &'static str, value: Value) {
+        let kb = key.as_bytes();
+        match self.0.iter_mut().find(|(k, _)| short_eq(k.as_bytes(), kb)) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((SmolStr::new_static(key), value)),
+        }
+    }
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -140,11 +157,42 @@ impl Fields {
         self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
     }
     /// Set `key`, replacing an existing value (keeps its position).
+    #[inline]
     pub fn insert(&mut self, key: impl Into<SmolStr>, value: Value) {
         let key = key.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
+        let kb = key.as_bytes();
+        match self.0.iter_mut().find(|(k, _)| short_eq(k.as_bytes(), kb)) {
             Some(slot) => slot.1 = value,
             None => self.0.push((key, value)),
+        }
+    }
+    /// Room for `n` more fields without growing.
+    pub fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+    /// Put `front` before the existing fields, in order. Only for keys not present
+    /// (else as `insert`, which keeps the existing position).
+    pub fn prepend(&mut self, front: impl IntoIterator<Item = (&'static str, Value)>) {
+        let mut at = 0;
+        for (k, v) in front {
+            if self.get(k).is_some() {
+                self.insert_static(k, v);
+            } else {
+                self.0.insert(at, (SmolStr::new_static(k), v));
+                at += 1;
+            }
+        }
+    }
+    /// Move every field of `other` in (as `insert`: an existing key keeps its position
+    /// and takes the new value).
+    pub fn absorb(&mut self, other: Fields) {
+        if self.0.is_empty() {
+            *self = other;
+            return;
+        }
+        self.0.reserve(other.0.len());
+        for (k, v) in other.0 {
+            self.insert(k, v);
         }
     }
     pub fn remove(&mut self, key: &str) -> Option<Value> {

@@ -55,23 +55,27 @@ impl Parsed {
         if let Some(t) = self.timestamp {
             e.timestamp = t;
         }
-        if let Some(bad) = self.bad_timestamp {
-            e.fields.insert("timestamp_raw", Value::Str(bad));
-            e.fields.insert("timestamp_error", Value::Str(ByteStr::from_static("unrecognised timestamp")));
-        }
-        if let Some(l) = self.level {
-            e.fields.insert("level", Value::Str(ByteStr::from_static(l.as_str())));
-        }
         if let Some(m) = self.message {
             e.message = Some(m);
         }
-        if e.fields.is_empty() {
-            e.fields = self.fields;
-        } else {
-            for (k, v) in self.fields.iter() {
-                e.fields.insert(k, v.clone());
-            }
+        // `timestamp_raw`, `timestamp_error` and `level` first, then the parsed fields.
+        let mut front = Vec::new();
+        if let Some(bad) = self.bad_timestamp {
+            front.push(("timestamp_raw", Value::Str(bad)));
+            front.push(("timestamp_error", Value::Str(ByteStr::from_static("unrecognised timestamp"))));
         }
+        let level = self.level.map(|l| ("level", Value::Str(ByteStr::from_static(l.as_str()))));
+        if e.fields.is_empty() && front.is_empty() && !self.fields.iter().any(|(k, _)| k == "level") {
+            // The usual case: the parsed fields become the event's (no copy), the level
+            // goes in front.
+            e.fields = self.fields;
+            e.fields.prepend(level);
+            return;
+        }
+        for (k, v) in front.into_iter().chain(level) {
+            e.fields.insert_static(k, v);
+        }
+        e.fields.absorb(self.fields);
     }
 }
 

@@ -190,6 +190,8 @@ impl TemplateSet {
         for &i in &cands {
             let t = &self.templates[i as usize];
             if verify(t, text, &mut sc.caps) {
+                // The placeholders, then `event` and `template_id` the caller adds.
+                fields.reserve(sc.caps.len() + 2);
                 let mut k = 0;
                 for p in &t.pieces {
                     if let Piece::Ph(name, kind) = p {

@@ -177,7 +177,9 @@ pub fn render() -> String {
          Types: `duration` is a string such as `\"500ms\"`, `\"10s\"`, `\"5m\"`; `size` is `\"64MiB\"` or a\n\
          number of bytes; `level` is one of `trace`, `debug`, `info`, `warn`, `error`, `fatal`;\n\
          `condition` is a table such as `{ level_at_least = \"error\" }` (see the README).\n\
-         Every component also takes `type`, `inputs` (transforms and sinks) and `buffer_batches`.\n\n\
+         Every component also takes `type`, `inputs` (transforms and sinks) and `buffer_batches`;\n\
+         the stateless transforms (`filter`, `mask`, `regex`, `route`) take `workers`, the threads\n\
+         they run on (default: one per core).\n\n\
          ## Top level\n\n\
          | option | type | default | description |\n|---|---|---|---|\n\
          | `data_dir` | string | `\".sluice-data\"` | Where checkpoints and other state are kept (one sluice process per directory). |\n\n",

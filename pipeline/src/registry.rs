@@ -87,6 +87,10 @@ pub const TRANSFORMS: &[Entry<TransformBuilder>] = &[
     transform::<transforms::metrics::MetricsConfig>("metrics"),
 ];
 
+/// Transform types that run on several workers (see `Transform::fork`; a test checks
+/// the list against the stages).
+pub const PARALLEL: &[&str] = &["filter", "mask", "regex", "route"];
+
 pub const SINKS: &[Entry<SinkBuilder>] = &[
     sink::<sinks::file::FileSinkConfig>("file"),
     sink::<sinks::console::ConsoleConfig>("console"),
@@ -188,7 +192,22 @@ pub fn build(cfg: &Config, c: &Component) -> Result<Built, Diagnostic> {
             None => Err(unknown_type(cfg, c, names(SOURCES))),
         },
         Kind::Transform => match lookup(TRANSFORMS, &c.type_name) {
-            Some(e) => (e.build)(cfg, c).map(Built::Transform),
+            Some(e) => {
+                let t = (e.build)(cfg, c)?;
+                if c.workers.is_some_and(|w| w > 1) && t.fork().is_none() {
+                    return Err(cfg.error_at_option(
+                        c,
+                        "workers",
+                        format!(
+                            "`transforms.{}.workers`: a `{}` stage carries state from one batch to the next and runs on one worker (stages that take `workers`: {})",
+                            c.name,
+                            c.type_name,
+                            PARALLEL.join(", ")
+                        ),
+                    ));
+                }
+                Ok(Built::Transform(t))
+            }
             None => Err(unknown_type(cfg, c, names(TRANSFORMS))),
         },
         Kind::Sink => match lookup(SINKS, &c.type_name) {

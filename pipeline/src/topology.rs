@@ -1,5 +1,5 @@
-//! Wires built components into a running pipeline: one bounded channel per consumer
-//! (fan-in shares it), fan-out clones batches to each consumer, one thread per
+//! Wires built components into a running pipeline: one bounded edge per consumer
+//! (fan-in shares it; bounded in batches and in bytes, see `sluice_sources::edge`), fan-out clones batches to each consumer, one thread per
 //! component. Shutdown cascades: sources stop and drop their senders, each consumer
 //! drains its channel, flushes and exits, and finally the checkpointers save.
 
@@ -9,6 +9,7 @@ use sluice_event::stats::ComponentStats;
 use sluice_event::tap::Tap;
 use sluice_event::{Ack, Batch};
 use sluice_sinks::Sink;
+use sluice_sources::edge::{edge, EdgeReceiver, EdgeSender};
 use sluice_sources::{BatchLimits, Outputs, SourceContext};
 use sluice_transforms::Transform;
 use std::collections::{HashMap, VecDeque};
@@ -110,18 +111,18 @@ pub fn start(
     };
 
     // One input channel per consumer.
-    let mut senders: HashMap<String, mpsc::Sender<Batch>> = HashMap::new();
-    let mut receivers: HashMap<String, mpsc::Receiver<Batch>> = HashMap::new();
+    let mut senders: HashMap<String, EdgeSender> = HashMap::new();
+    let mut receivers: HashMap<String, EdgeReceiver> = HashMap::new();
     for (c, _) in &built {
         if c.kind != Kind::Source {
             let cap = c.buffer_batches.unwrap_or(cfg.pipeline.buffer_batches).max(1);
-            let (tx, rx) = mpsc::channel(cap);
+            let (tx, rx) = edge(cap, cfg.pipeline.buffer_bytes.as_usize(), &c.name);
             senders.insert(c.name.clone(), tx);
             receivers.insert(c.name.clone(), rx);
         }
     }
     // Edges: producer (name, output) -> consumers.
-    let mut edges: HashMap<(String, Option<String>), Vec<mpsc::Sender<Batch>>> = HashMap::new();
+    let mut edges: HashMap<(String, Option<String>), Vec<EdgeSender>> = HashMap::new();
     for (c, _) in &built {
         for input in &c.inputs {
             edges.entry((input.component.clone(), input.output.clone())).or_default().push(senders[&c.name].clone());
@@ -177,8 +178,23 @@ pub fn start(
                 let rx = receivers.remove(&c.name).expect("transform channel");
                 stats.set_started();
                 let rt = tokio::runtime::Handle::current();
+                // Stages that can run on several workers do, on every core by default.
+                let workers = c.workers.unwrap_or(default_workers());
+                let mut forks = Vec::new();
+                while forks.len() + 1 < workers {
+                    match t.fork() {
+                        Some(f) => forks.push(f),
+                        None => break,
+                    }
+                }
+                let name = c.name.clone();
                 threads.push(spawn_component(c.name.clone(), "xf", &failed, move || {
-                    run_transform(t, rx, default_out, named, stats, rt);
+                    if forks.is_empty() {
+                        run_transform(t, rx, default_out, named, stats, rt);
+                    } else {
+                        forks.insert(0, t);
+                        run_workers(&name, forks, rx, default_out, named, stats)?;
+                    }
                     Ok(())
                 })?);
             }
@@ -280,7 +296,7 @@ impl Running {
 
 fn run_transform(
     mut t: Box<dyn Transform>,
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: EdgeReceiver,
     out: Outputs,
     named: HashMap<String, Outputs>,
     stats: Arc<ComponentStats>,
@@ -324,12 +340,101 @@ fn run_transform(
     t.finish(&mut emit);
 }
 
+/// Workers of a stage that can run on several, unless configured: one per core. On the
+/// W1 benchmark (2 cores, seven parse stages into one mask) two mask workers took the
+/// run from 5.45 to 5.03 s for 2% more CPU-seconds (BENCHMARKS.md).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Batches processed by a stage's workers, waiting to be emitted in input order.
+struct InOrder {
+    /// Sequence number of the next batch to emit.
+    next: u64,
+    done: std::collections::BTreeMap<u64, Vec<(Option<String>, Batch)>>,
+}
+
+/// Run a stage on several workers (one thread each, instances from `Transform::fork`).
+/// A worker takes the next batch and its sequence number from the shared input,
+/// processes it, and files the output; whoever files the batch that is next in sequence
+/// emits it and every batch behind it that is ready, so the stage emits batches in the
+/// order it received them and acknowledgements travel with them unchanged.
+fn run_workers(
+    name: &str,
+    workers: Vec<Box<dyn Transform>>,
+    rx: EdgeReceiver,
+    out: Outputs,
+    named: HashMap<String, Outputs>,
+    stats: Arc<ComponentStats>,
+) -> anyhow::Result<()> {
+    let input = Mutex::new((rx, 0u64));
+    let order = Mutex::new(InOrder { next: 0, done: Default::default() });
+    let emit = |output: Option<&str>, batch: Batch| {
+        let n = batch.len() as u64;
+        let target = output.and_then(|o| named.get(o)).unwrap_or(&out);
+        if target.send_blocking(batch) || target.is_empty() {
+            stats.events_out(n);
+        }
+    };
+    let panicked = AtomicBool::new(false);
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        for (i, mut t) in workers.into_iter().enumerate() {
+            let (input, order, emit, stats, panicked) = (&input, &order, &emit, &stats, &panicked);
+            std::thread::Builder::new().name(format!("xf-{name}#{i}")).spawn_scoped(scope, move || {
+                loop {
+                    let (seq, batch) = {
+                        let mut g = input.lock().unwrap_or_else(|p| p.into_inner());
+                        let Some(b) = g.0.blocking_recv() else { break };
+                        g.1 += 1;
+                        (g.1 - 1, b)
+                    };
+                    stats.events_in(batch.len() as u64, 0);
+                    let mut emitted = Vec::new();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        t.process(batch, &mut |o: Option<&str>, b: Batch| emitted.push((o.map(str::to_owned), b)))
+                    }));
+                    let outcome = match r {
+                        Ok(o) => Some(o),
+                        Err(_) => {
+                            // The batch's tokens were dropped while unwinding (failed). Stop the
+                            // stage as a one-worker stage would: no more input is taken.
+                            panicked.store(true, Ordering::Relaxed);
+                            input.lock().unwrap_or_else(|p| p.into_inner()).0.close();
+                            None
+                        }
+                    };
+                    if let Some(o) = outcome {
+                        stats.dropped(o.dropped, o.reason);
+                        stats.parse_errors(o.errors);
+                    }
+                    let mut g = order.lock().unwrap_or_else(|p| p.into_inner());
+                    g.done.insert(seq, emitted);
+                    loop {
+                        let next = g.next;
+                        let Some(ready) = g.done.remove(&next) else { break };
+                        g.next += 1;
+                        for (o, b) in ready {
+                            emit(o.as_deref(), b);
+                        }
+                    }
+                }
+                t.finish(&mut |o: Option<&str>, b: Batch| emit(o, b));
+            })?;
+        }
+        Ok(())
+    })?;
+    if panicked.load(Ordering::Relaxed) {
+        anyhow::bail!("a worker panicked");
+    }
+    Ok(())
+}
+
 /// Drive a sink: write each batch (retrying with backoff, never dropping), flush when
 /// the input is momentarily empty or enough is pending, and only then release the
 /// batches' acknowledgement tokens (as many as the sink reports durable, in order).
 fn run_sink(
     mut sink: Box<dyn Sink>,
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: EdgeReceiver,
     stats: &ComponentStats,
     abort: &AtomicBool,
     rt: &tokio::runtime::Handle,

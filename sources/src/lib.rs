@@ -17,6 +17,7 @@
 //! [`framing`] holds line splitting and multiline joining shared by the sources. The
 //! pipeline (`sluice-pipeline`) registers each source type with one line in its registry.
 
+pub mod edge;
 pub mod fds;
 pub mod file;
 pub mod framing;
@@ -24,24 +25,24 @@ pub mod kafka;
 pub mod stdin;
 pub mod syslog;
 
+use edge::EdgeSender;
 use sluice_config::OptionError;
 use sluice_event::stats::ComponentStats;
 use sluice_event::store::Store;
 use sluice_event::Batch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::Sender;
 
 /// The downstream edges of a component's output (fan-out: every edge gets every batch).
 #[derive(Clone, Default)]
 pub struct Outputs {
-    senders: Vec<Sender<Batch>>,
+    senders: Vec<EdgeSender>,
     /// A live copy for `sluice tap` (costs an atomic load while nobody listens).
     tap: Option<std::sync::Arc<sluice_event::tap::Tap>>,
 }
 
 impl Outputs {
-    pub fn new(senders: Vec<Sender<Batch>>) -> Outputs {
+    pub fn new(senders: Vec<EdgeSender>) -> Outputs {
         Outputs { senders, tap: None }
     }
     /// Offer every batch sent here to `tap`.
@@ -63,14 +64,15 @@ impl Outputs {
     pub fn send_blocking(&self, batch: Batch) -> bool {
         self.tap(&batch);
         let n = self.senders.len();
-        let mut ok = false;
         if n == 0 {
             return false;
         }
+        let size = edge::batch_bytes(&batch);
+        let mut ok = false;
         for s in &self.senders[..n - 1] {
-            ok |= s.blocking_send(batch.fan_out_clone()).is_ok();
+            ok |= s.blocking_send(batch.fan_out_clone(), size).is_ok();
         }
-        ok |= self.senders[n - 1].blocking_send(batch).is_ok();
+        ok |= self.senders[n - 1].blocking_send(batch, size).is_ok();
         ok
     }
     /// Send a batch to every edge from async code, waiting for room. Returns false when
@@ -81,11 +83,12 @@ impl Outputs {
         if n == 0 {
             return false;
         }
+        let size = edge::batch_bytes(&batch);
         let mut ok = false;
         for s in &self.senders[..n - 1] {
-            ok |= s.send(batch.fan_out_clone()).await.is_ok();
+            ok |= s.send(batch.fan_out_clone(), size).await.is_ok();
         }
-        ok |= self.senders[n - 1].send(batch).await.is_ok();
+        ok |= self.senders[n - 1].send(batch, size).await.is_ok();
         ok
     }
 
@@ -103,12 +106,13 @@ impl Outputs {
         if n == 0 {
             return false;
         }
+        let size = edge::batch_bytes(&batch);
         let mut ok = false;
         let mut batch = Some(batch);
         for (i, s) in self.senders.iter().enumerate() {
             let b = if i + 1 == n { batch.take().unwrap() } else { batch.as_ref().unwrap().fan_out_clone() };
             // Fast path: room right away.
-            let b = match s.try_send(b) {
+            let b = match s.try_send(b, size) {
                 Ok(()) => {
                     ok = true;
                     continue;
@@ -117,7 +121,7 @@ impl Outputs {
                 Err(tokio::sync::mpsc::error::TrySendError::Full(b)) => b,
             };
             loop {
-                match rt.block_on(async { tokio::time::timeout(every, s.reserve()).await }) {
+                match rt.block_on(async { tokio::time::timeout(every, s.reserve(size)).await }) {
                     Ok(Ok(permit)) => {
                         permit.send(b);
                         ok = true;

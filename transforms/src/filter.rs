@@ -33,11 +33,16 @@ impl TransformConfig for FilterConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct Filter {
     when: Condition,
 }
 
 impl Transform for Filter {
+    fn fork(&self) -> Option<Box<dyn Transform>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn process(&mut self, mut batch: Batch, out: &mut dyn Emit) -> Outcome {
         let before = batch.events.len();
         batch.events.retain(|e| self.when.eval(e));
@@ -98,11 +103,16 @@ impl TransformConfig for RouteConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct Route {
     routes: Vec<(String, Condition)>,
 }
 
 impl Transform for Route {
+    fn fork(&self) -> Option<Box<dyn Transform>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn process(&mut self, batch: Batch, out: &mut dyn Emit) -> Outcome {
         let mut per: Vec<Vec<sluice_event::Event>> = vec![Vec::new(); self.routes.len() + 1];
         let Batch { events, acks } = batch;

@@ -43,6 +43,14 @@ pub trait Transform: Send {
     }
     /// Called periodically (see `tick_interval`): emit what became due.
     fn tick(&mut self, _out: &mut dyn Emit) {}
+    /// Another instance of this stage, to process batches beside this one on another
+    /// thread. `Some` only for stages whose output for a batch depends on that batch
+    /// alone (no state carried from one batch to the next, no time-based output): the
+    /// runtime then runs the stage on several workers (`workers`), keeping the order of
+    /// its input.
+    fn fork(&self) -> Option<Box<dyn Transform>> {
+        None
+    }
     /// A handle the runtime may act through while the stage runs (the admin API, flags,
     /// saved state). Asked once, after the build step.
     fn control(&self) -> Option<Control> {

@@ -35,7 +35,7 @@
 use crate::{Emit, OptionError, Outcome, Transform, TransformConfig};
 use serde::Deserialize;
 use sluice_event::store::{Document, Store, StoreError};
-use sluice_event::{Batch, ByteStr, Event, Timestamp, Value};
+use sluice_event::{Batch, ByteStr, Event, Fields, Timestamp, Value};
 use sluice_parsers::mining::{Miner, MinerConfig};
 use sluice_parsers::templates::{Scratch, TemplateSet, TemplateSpec};
 use sluice_parsers::{level, Context, Format, ParseError, Parsed};
@@ -144,6 +144,7 @@ impl ParseConfig {
             default_event: self.default_event.as_deref().map(ByteStr::from),
             scratch: Scratch::default(),
             parsed: Parsed::default(),
+            fields_seen: 0,
             miner: if self.mine_unknown {
                 let mut masks = Vec::new();
                 for m in &self.mine_masks {
@@ -172,6 +173,8 @@ pub struct Parse {
     scratch: Scratch,
     parsed: Parsed,
     miner: Option<Learned>,
+    /// The most fields an event has left this stage with.
+    fields_seen: usize,
 }
 
 /// The miner of a parse stage, its cached field values and its file.
@@ -286,15 +289,18 @@ impl Parse {
         };
         if let Some(fmt) = &self.format {
             self.parsed.clear();
+            // Room for every field the event will get (the most seen so far): one
+            // allocation per event, no growing.
+            self.parsed.fields = Fields::with_capacity(self.fields_seen);
             fmt.parse(&line, ctx, &mut self.parsed)?;
             let p = std::mem::take(&mut self.parsed);
             if p.level.is_none() && self.infer_level && e.fields.get("level").is_none() {
                 let msg = p.message.as_ref().map_or(line.as_str(), |m| m.as_str());
-                e.fields.insert("level", level_value(level::infer(msg)));
+                e.fields.insert_static("level", level_value(level::infer(msg)));
             }
             p.apply_to(e);
         } else if self.infer_level && e.fields.get("level").is_none() {
-            e.fields.insert("level", level_value(level::infer(line.as_str())));
+            e.fields.insert_static("level", level_value(level::infer(line.as_str())));
         }
         if !self.templates.is_empty() {
             let mut msg = match &e.message {
@@ -306,12 +312,12 @@ impl Parse {
             if let Some(nl) = memchr::memchr(b'\n', msg.as_str().as_bytes()) {
                 let text = msg.as_str();
                 let rest = msg.slice_str(&text[nl + 1..]);
-                e.fields.insert("stack_trace", Value::Str(rest));
+                e.fields.insert_static("stack_trace", Value::Str(rest));
                 msg = msg.slice_str(&text[..nl]);
             }
             if let Some(m) = self.templates.matches(&msg, &mut e.fields, &mut self.scratch) {
-                e.fields.insert("event", Value::Str(m.event.clone()));
-                e.fields.insert("template_id", Value::Str(m.template_id.clone()));
+                e.fields.insert_static("event", Value::Str(m.event.clone()));
+                e.fields.insert_static("template_id", Value::Str(m.template_id.clone()));
                 return Ok(());
             }
         }
@@ -328,7 +334,7 @@ impl Parse {
         }
         if let Some(d) = &self.default_event {
             if e.fields.get("event").is_none() {
-                e.fields.insert("event", Value::Str(d.clone()));
+                e.fields.insert_static("event", Value::Str(d.clone()));
             }
         }
         Ok(())
@@ -356,10 +362,12 @@ impl Transform for Parse {
             if let Err(reason) = self.apply(e, &ctx) {
                 outcome.errors += 1;
                 match self.on_error {
-                    OnError::Pass => e.fields.insert("parse_error", Value::Str(reason_value(reason))),
+                    OnError::Pass => e.fields.insert_static("parse_error", Value::Str(reason_value(reason))),
                     OnError::Drop => failed.push(i),
                 }
             }
+            // At most 32, so an odd wide record does not size every event after it.
+            self.fields_seen = self.fields_seen.max(e.fields.len().min(32));
         }
         if !failed.is_empty() {
             outcome.dropped = failed.len() as u64;

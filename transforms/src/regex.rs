@@ -208,6 +208,7 @@ impl RegexConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct RegexTransform {
     re: Regex,
     /// (capture index, field name, type)
@@ -255,6 +256,10 @@ impl RegexTransform {
 }
 
 impl Transform for RegexTransform {
+    fn fork(&self) -> Option<Box<dyn Transform>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn process(&mut self, mut batch: Batch, out: &mut dyn Emit) -> Outcome {
         let mut o = Outcome { reason: "parse_error", ..Outcome::default() };
         let mut keep = Vec::with_capacity(batch.events.len());

@@ -81,11 +81,13 @@ fn default_mode() -> Mode {
     Mode::Redact
 }
 
+#[derive(Clone)]
 enum Det {
     Builtin(Kind),
     Custom(Regex),
 }
 
+#[derive(Clone)]
 struct Detector {
     name: String,
     label: String,
@@ -95,12 +97,14 @@ struct Detector {
 }
 
 /// A field masked whole (`sensitive_fields`).
+#[derive(Clone)]
 struct SensitiveField {
     name: String,
     label: String,
     counter: metrics::Counter,
 }
 
+#[derive(Clone)]
 pub struct Mask {
     /// Fields masked whole, with `whole_mode`.
     sensitive: Vec<SensitiveField>,
@@ -111,6 +115,10 @@ pub struct Mask {
     skip: Vec<String>,
     spans: Vec<Span>,
     counts: Vec<u64>,
+    /// The shortest text any detector can match (shorter strings are not scanned).
+    min_len: usize,
+    /// Where masked text is written before it is copied out.
+    scratch: String,
 }
 
 impl TransformConfig for MaskConfig {
@@ -212,6 +220,14 @@ impl MaskConfig {
             ));
         }
         let n = dets.len();
+        let custom = dets.iter().any(|d| matches!(d.det, Det::Custom(_)));
+        let kinds: Vec<Kind> = dets
+            .iter()
+            .filter_map(|d| match d.det {
+                Det::Builtin(k) => Some(k),
+                Det::Custom(_) => None,
+            })
+            .collect();
         let sensitive = self
             .sensitive_fields
             .iter()
@@ -228,6 +244,8 @@ impl MaskConfig {
             skip: self.skip_fields.clone(),
             spans: Vec::new(),
             counts: vec![0; n],
+            scratch: String::new(),
+            min_len: if custom { 1 } else { detect::min_len(&kinds) },
             sensitive,
             whole_mode: self.mode,
         })
@@ -306,13 +324,21 @@ fn partial(kind: Option<Kind>, v: &str) -> String {
 }
 
 impl Mask {
+    /// Find every detector's spans in `text` into `self.spans`. A prefilter first says
+    /// which detectors can match at all (enough digits, a `=` or `:` for secrets, …), so
+    /// a string without candidates costs a few vectorised passes and nothing else.
     fn find(&mut self, text: &str) {
         self.spans.clear();
-        if self.numeric.any() {
+        if text.len() < self.min_len {
+            return;
+        }
+        let mut pre = detect::Prefilter::new(text.as_bytes());
+        if self.numeric.any() && pre.digits() >= self.numeric.min_digits() {
             detect::numeric(text, self.numeric, &mut self.spans);
         }
         for (i, d) in self.dets.iter().enumerate() {
             match &d.det {
+                Det::Builtin(k) if !pre.may_match(*k) => {}
                 Det::Builtin(Kind::Email) => detect::emails(text, i, &mut self.spans),
                 Det::Builtin(Kind::Ipv6) => detect::ipv6(text, i, &mut self.spans),
                 Det::Builtin(Kind::Iban) => detect::iban(text, i, &mut self.spans),
@@ -324,25 +350,41 @@ impl Mask {
                 Det::Custom(re) => detect::custom(text, re, i, &mut self.spans),
             }
         }
+        // Earliest first; at the same start the longest; a span overlapping an earlier
+        // one is dropped (so the spans are ordered by end as well).
+        self.spans.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+        let mut end = 0;
+        self.spans.retain(|s| {
+            let keep = s.start >= end;
+            if keep {
+                end = s.end;
+            }
+            keep
+        });
     }
 
-    /// Mask one string; `None` if nothing was found.
-    pub fn mask_str(&mut self, text: &str) -> Option<String> {
-        self.find(text);
-        if self.spans.is_empty() {
-            return None;
-        }
-        // Earliest first; at the same start the longest; drop overlaps.
-        self.spans.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
-        let mut out = String::with_capacity(text.len());
+    /// Write `text` with `spans` (sorted, positions relative to `base`: `text` is a
+    /// window of the scanned string starting there) replaced, clipped to `text`; a span
+    /// overlapping one already replaced is skipped. Counts each replacement.
+    ///
+    /// Written into a buffer kept across calls, then copied once into a string of
+    /// exactly its size (one allocation per masked value).
+    fn replace(&mut self, spans: &[Span], text: &str, base: usize) -> ByteStr {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
         let mut pos = 0;
-        for i in 0..self.spans.len() {
-            let s = self.spans[i];
-            if s.start < pos {
+        let mut replaced_to = 0;
+        for s in spans {
+            if s.start < replaced_to {
                 continue;
             }
-            out.push_str(&text[pos..s.start]);
-            let v = &text[s.start..s.end];
+            let start = s.start.max(base) - base;
+            let end = s.end.min(base + text.len()).saturating_sub(base);
+            if end <= start {
+                continue;
+            }
+            out.push_str(&text[pos..start]);
+            let v = &text[start..end];
             let d = &self.dets[s.det];
             let kind = match d.det {
                 Det::Builtin(k) => Some(k),
@@ -356,17 +398,36 @@ impl Mask {
                 }
             }
             self.counts[s.det] += 1;
-            pos = s.end;
+            pos = end;
+            replaced_to = s.end;
         }
         out.push_str(&text[pos..]);
+        let masked = ByteStr::from(out.as_str());
+        self.scratch = out;
+        masked
+    }
+
+    /// Mask one string; `None` if nothing was found.
+    pub fn mask_str(&mut self, text: &str) -> Option<String> {
+        self.mask_text(text).map(|m| m.as_str().to_owned())
+    }
+
+    fn mask_text(&mut self, text: &str) -> Option<ByteStr> {
+        self.find(text);
+        if self.spans.is_empty() {
+            return None;
+        }
+        let spans = std::mem::take(&mut self.spans);
+        let out = self.replace(&spans, text, 0);
+        self.spans = spans;
         Some(out)
     }
 
     fn mask_value(&mut self, v: &mut Value) -> bool {
         match v {
-            Value::Str(s) => match self.mask_str(s.as_str()) {
+            Value::Str(s) => match self.mask_text(s.as_str()) {
                 Some(m) => {
-                    *s = ByteStr::from(m);
+                    *s = m;
                     true
                 }
                 None => false,
@@ -422,14 +483,74 @@ impl Mask {
         any
     }
 
+    /// `s` with the spans of the scanned text `[lo, hi)` that fall on it replaced, if it
+    /// is a slice of that text: `None` when it is not (it must be scanned on its own),
+    /// `Some(None)` when no span touches it.
+    fn clipped(&mut self, spans: &[Span], lo: usize, hi: usize, s: &str) -> Option<Option<ByteStr>> {
+        let (p, n) = (s.as_ptr() as usize, s.len());
+        if p < lo || p + n > hi || n == 0 {
+            return None;
+        }
+        // Spans are ordered by start and by end (no overlaps): binary search both ends.
+        let (from, to) = (p - lo, p - lo + n);
+        let first = spans.partition_point(|sp| sp.end <= from);
+        let last = spans.partition_point(|sp| sp.start < to);
+        Some((first < last).then(|| self.replace(&spans[first..last], s, from)))
+    }
+
     /// Mask an event in place; returns true if anything was masked.
+    ///
+    /// The line the event was read from is scanned once. The message and every string
+    /// field that is a slice of it (a header field, a template's parameter) take the
+    /// spans that fall on them, clipped, instead of being scanned again: a field and the
+    /// message always agree, and a line costs one scan however many fields it has.
+    /// Other strings (decoded JSON, values set by other stages, nested values) are
+    /// scanned on their own.
     pub fn apply(&mut self, e: &mut Event) -> bool {
         let mut any = !self.sensitive.is_empty() && self.mask_sensitive(e);
-        if let Some(m) = self.mask_str(e.message()) {
-            e.message = Some(ByteStr::from(m));
+        // The line: the raw bytes when they are UTF-8, else the (lossy) message.
+        let lossy = match (&e.message, e.marks.has(Marks::INVALID_UTF8)) {
+            (Some(m), true) => Some(m.clone()),
+            _ => None,
+        };
+        let text = match &lossy {
+            Some(m) => m.as_str(),
+            // SAFETY: the raw bytes were checked UTF-8 when the event was built (else
+            // the INVALID_UTF8 mark is set and the lossy message is used).
+            None => unsafe { std::str::from_utf8_unchecked(&e.raw) },
+        };
+        self.find(text);
+        let spans = std::mem::take(&mut self.spans);
+        let (lo, hi) = (text.as_ptr() as usize, text.as_ptr() as usize + text.len());
+        let masked_message = match &e.message {
+            None => (!spans.is_empty()).then(|| self.replace(&spans, text, 0)),
+            Some(m) => match self.clipped(&spans, lo, hi, m.as_str()) {
+                Some(r) => r,
+                None => self.mask_text(m.as_str()),
+            },
+        };
+        if let Some(m) = masked_message {
+            e.message = Some(m);
             any = true;
         }
-        any |= self.mask_fields(&mut e.fields, true);
+        let skip = std::mem::take(&mut self.skip);
+        for (k, v) in e.fields.iter_mut() {
+            if skip.iter().any(|s| s == k) {
+                continue;
+            }
+            if let Value::Str(s) = v {
+                if let Some(r) = self.clipped(&spans, lo, hi, s.as_str()) {
+                    if let Some(m) = r {
+                        *s = m;
+                        any = true;
+                    }
+                    continue;
+                }
+            }
+            any |= self.mask_value(v);
+        }
+        self.skip = skip;
+        self.spans = spans;
         if any && e.marks.has(Marks::INVALID_UTF8) {
             // The raw bytes would otherwise leave sluice unmasked (as raw_base64).
             e.raw = e.message.as_ref().map(|m| m.as_bytes().clone()).unwrap_or_default();
@@ -452,6 +573,10 @@ impl Transform for Mask {
         }
         out.emit(None, batch);
         Outcome::default()
+    }
+
+    fn fork(&self) -> Option<Box<dyn Transform>> {
+        Some(Box::new(self.clone()))
     }
 }
 
@@ -524,6 +649,85 @@ mod tests {
         assert_eq!(e.fields.get("trace_id").unwrap().as_str(), Some("203.0.113.1"));
         assert!(!e.marks.has(Marks::INVALID_UTF8));
         assert!(!e.raw.windows(4).any(|w| w == b"a@b."));
+    }
+
+    /// Fields sliced from the line take the spans found on the line (scanned once), so
+    /// they agree with the message; other strings are scanned on their own.
+    #[test]
+    fn fields_sliced_from_the_line_follow_the_line() {
+        use bytes::Bytes;
+        use sluice_event::{Origin, OriginInfo, Timestamp};
+        let raw = Bytes::from_static(b"[pay] user jane@x.io from 10.1.2.3 id=123-45-6789x");
+        let mut e = Event::from_line(raw.clone(), Timestamp(0), Origin { info: OriginInfo::new("s", None), offset: 0 });
+        let line = ByteStr::from_utf8(raw).unwrap();
+        let text = line.as_str();
+        e.message = Some(line.slice_str(&text[6..]));
+        e.fields.insert("logger", Value::Str(line.slice_str(&text[1..4])));
+        e.fields.insert("ip", Value::Str(line.slice_str(&text[26..34])));
+        e.fields.insert("mail_part", Value::Str(line.slice_str(&text[11..15])));
+        e.fields.insert("id", Value::Str(line.slice_str(&text[38..49])));
+        e.fields.insert("copied", Value::from("x a@b.io"));
+        let c: MaskConfig = toml::from_str("").unwrap();
+        let mut m = c.compile().unwrap();
+        assert!(m.apply(&mut e));
+        assert_eq!(e.message(), "user [EMAIL] from [IPV4] id=123-45-6789x");
+        let f = |k: &str| e.fields.get(k).unwrap().as_str().unwrap().to_string();
+        assert_eq!(f("logger"), "pay");
+        assert_eq!(f("ip"), "[IPV4]");
+        // Part of an address found on the line: masked whole.
+        assert_eq!(f("mail_part"), "[EMAIL]");
+        // Not an SSN where it stands on the line (a word follows), so not in the field either.
+        assert_eq!(f("id"), "123-45-6789");
+        assert_eq!(f("copied"), "x [EMAIL]");
+        // Counted once per place masked: message (2) and fields (3).
+        assert_eq!(m.counts.iter().sum::<u64>(), 5);
+    }
+
+    /// The prefilter never hides a match: with it, every detector finds what it finds
+    /// without it, on texts holding each kind of value and on near misses.
+    #[test]
+    fn prefilter_never_hides_a_match() {
+        let texts = [
+            "to jane.doe42@mail.example.org.",
+            "/api?email=jane%40example.co.uk&x=1",
+            "from 203.0.113.161 port 50015",
+            "ssn=123-45-6789 phone=+12345550123 or (555) 123-4567",
+            "Card 4111 1111 1111 1111 ok 4111-1111-1111-1111",
+            "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n",
+            "Authorization: Bearer abc.def-123456",
+            "key AKIAIOSFODNN7EXAMPLE used",
+            "API key sk_live_4eC39HqLyjWDarjtT1zdp7dc used",
+            "login password=hunter2&user=x {\"api_key\": \"abc123\"} pwd=x",
+            "from 2001:db8::8a2e:370:7334 ::1",
+            "IBAN DE89 3704 0044 0532 0130 00 and GB82WEST12345698765432",
+            "pwd=x",
+            "a@b.io",
+            "1.2.3.4",
+        ];
+        let c: MaskConfig = toml::from_str("").unwrap();
+        let mut m = c.compile().unwrap();
+        for t in texts {
+            m.find(t);
+            let with: Vec<Span> = m.spans.clone();
+            let mut without = Vec::new();
+            detect::numeric(t, m.numeric, &mut without);
+            for (i, d) in m.dets.iter().enumerate() {
+                match &d.det {
+                    Det::Builtin(Kind::Email) => detect::emails(t, i, &mut without),
+                    Det::Builtin(Kind::Ipv6) => detect::ipv6(t, i, &mut without),
+                    Det::Builtin(Kind::Iban) => detect::iban(t, i, &mut without),
+                    Det::Builtin(Kind::Jwt) => detect::jwt(t, i, &mut without),
+                    Det::Builtin(Kind::Bearer) => detect::bearer(t, i, &mut without),
+                    Det::Builtin(Kind::AwsKey) => detect::aws_key(t, i, &mut without),
+                    Det::Builtin(Kind::Secret) => detect::secrets(t, i, &mut without),
+                    _ => {}
+                }
+            }
+            assert!(!without.is_empty(), "{t}");
+            for s in &without {
+                assert!(with.iter().any(|w| w.start <= s.start && s.end <= w.end), "{t}: {s:?} lost by the prefilter");
+            }
+        }
     }
 
     #[test]

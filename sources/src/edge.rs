@@ -1,0 +1,275 @@
+//! The edges between components: bounded channels of batches, bounded twice, in
+//! batches (`buffer_batches`) and in bytes (`buffer_bytes`), so memory stays bounded
+//! whatever the size of the events. A batch's size is estimated once when it is sent
+//! ([`batch_bytes`]); the bytes count as in flight from the send until the consumer
+//! takes the batch. A batch larger than the whole budget still passes, alone, when the
+//! edge is empty. The bytes waiting on each consumer's edge are on `/metrics` as
+//! `sluice_buffer_bytes{component}`.
+
+use sluice_event::{Batch, Event};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify};
+
+/// Estimated memory of a batch: each event's raw bytes, the event itself and its field
+/// slots (values sliced from the raw line share its bytes; others are counted with the
+/// slot).
+pub fn batch_bytes(batch: &Batch) -> usize {
+    batch.events.iter().map(event_bytes).sum::<usize>() + std::mem::size_of::<Batch>()
+}
+
+#[inline]
+fn event_bytes(e: &Event) -> usize {
+    e.raw.len() + std::mem::size_of::<Event>() + e.fields.capacity() * 64
+}
+
+/// Bytes in flight on one edge, shared by its senders and its receiver.
+struct Room {
+    limit: usize,
+    /// (bytes in flight, receiver gone)
+    state: Mutex<(usize, bool)>,
+    freed: Notify,
+    gauge: metrics::Gauge,
+}
+
+impl Room {
+    /// Count `size` bytes in, waiting until they fit (or the edge is empty). Err when
+    /// the receiver is gone.
+    async fn reserve(self: &Arc<Self>, size: usize) -> Result<Reserved, ()> {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a release between the check and the wait
+            // is not missed.
+            freed.as_mut().enable();
+            {
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if s.1 {
+                    return Err(());
+                }
+                if s.0 == 0 || s.0 + size <= self.limit {
+                    s.0 += size;
+                    self.gauge.set(s.0 as f64);
+                    return Ok(Reserved { room: self.clone(), size });
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn release(&self, size: usize) {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.0 -= size;
+            self.gauge.set(s.0 as f64);
+        }
+        self.freed.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.freed.notify_waiters();
+    }
+}
+
+/// Bytes counted in; released on drop unless the batch was sent.
+struct Reserved {
+    room: Arc<Room>,
+    size: usize,
+}
+
+impl Reserved {
+    fn sent(self) -> usize {
+        let size = self.size;
+        std::mem::forget(self);
+        size
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.room.release(self.size);
+    }
+}
+
+/// Create an edge holding at most `batches` batches and about `bytes` bytes, for the
+/// consumer `component` (the label of its `sluice_buffer_bytes`).
+pub fn edge(batches: usize, bytes: usize, component: &str) -> (EdgeSender, EdgeReceiver) {
+    let (tx, rx) = mpsc::channel(batches.max(1));
+    let room = Arc::new(Room {
+        limit: bytes.max(1),
+        state: Mutex::new((0, false)),
+        freed: Notify::new(),
+        gauge: metrics::gauge!("sluice_buffer_bytes", "component" => component.to_string()),
+    });
+    (EdgeSender { tx, room: room.clone() }, EdgeReceiver { rx, room })
+}
+
+/// The sending side of an edge (cloned for fan-in).
+#[derive(Clone)]
+pub struct EdgeSender {
+    tx: mpsc::Sender<(Batch, usize)>,
+    room: Arc<Room>,
+}
+
+/// Room for one batch on an edge, bytes and slot taken: [`EdgePermit::send`] uses it.
+pub struct EdgePermit<'a> {
+    permit: mpsc::Permit<'a, (Batch, usize)>,
+    reserved: Reserved,
+}
+
+impl EdgePermit<'_> {
+    pub fn send(self, batch: Batch) {
+        let size = self.reserved.sent();
+        self.permit.send((batch, size));
+    }
+}
+
+impl EdgeSender {
+    /// Wait for room for a batch of `size` bytes. Err when the receiver is gone.
+    /// Dropping the future while it waits takes nothing.
+    pub async fn reserve(&self, size: usize) -> Result<EdgePermit<'_>, ()> {
+        let reserved = self.room.reserve(size).await?;
+        let permit = self.tx.reserve().await.map_err(|_| ())?;
+        Ok(EdgePermit { permit, reserved })
+    }
+
+    /// Send, waiting for room. Returns the batch back when the receiver is gone.
+    pub async fn send(&self, batch: Batch, size: usize) -> Result<(), Batch> {
+        match self.reserve(size).await {
+            Ok(p) => {
+                p.send(batch);
+                Ok(())
+            }
+            Err(()) => Err(batch),
+        }
+    }
+
+    /// Send from a thread outside the async runtime, blocking it until there is room.
+    pub fn blocking_send(&self, batch: Batch, size: usize) -> Result<(), Batch> {
+        futures::executor::block_on(self.send(batch, size))
+    }
+
+    /// Send if there is room now.
+    pub fn try_send(&self, batch: Batch, size: usize) -> Result<(), mpsc::error::TrySendError<Batch>> {
+        use mpsc::error::TrySendError;
+        let reserved = {
+            let mut s = self.room.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.1 {
+                return Err(TrySendError::Closed(batch));
+            }
+            if !(s.0 == 0 || s.0 + size <= self.room.limit) {
+                return Err(TrySendError::Full(batch));
+            }
+            s.0 += size;
+            self.room.gauge.set(s.0 as f64);
+            Reserved { room: self.room.clone(), size }
+        };
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                EdgePermit { permit, reserved }.send(batch);
+                Ok(())
+            }
+            Err(TrySendError::Full(())) => Err(TrySendError::Full(batch)),
+            Err(TrySendError::Closed(())) => Err(TrySendError::Closed(batch)),
+        }
+    }
+}
+
+/// The receiving side of an edge: taking a batch frees its bytes.
+pub struct EdgeReceiver {
+    rx: mpsc::Receiver<(Batch, usize)>,
+    room: Arc<Room>,
+}
+
+impl EdgeReceiver {
+    #[inline]
+    fn taken(&self, (batch, size): (Batch, usize)) -> Batch {
+        self.room.release(size);
+        batch
+    }
+
+    pub fn blocking_recv(&mut self) -> Option<Batch> {
+        let got = self.rx.blocking_recv()?;
+        Some(self.taken(got))
+    }
+
+    pub async fn recv(&mut self) -> Option<Batch> {
+        let got = self.rx.recv().await?;
+        Some(self.taken(got))
+    }
+
+    pub fn try_recv(&mut self) -> Result<Batch, mpsc::error::TryRecvError> {
+        let got = self.rx.try_recv()?;
+        Ok(self.taken(got))
+    }
+
+    /// Refuse new batches (senders get them back); queued ones can still be taken.
+    pub fn close(&mut self) {
+        self.rx.close();
+        self.room.close();
+    }
+}
+
+impl Drop for EdgeReceiver {
+    fn drop(&mut self) {
+        self.room.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_event::{Origin, OriginInfo, Timestamp};
+
+    fn batch(raw_len: usize) -> Batch {
+        let e = Event::from_line(
+            Bytes::from(vec![b'x'; raw_len]),
+            Timestamp(0),
+            Origin { info: OriginInfo::new("s", None), offset: 0 },
+        );
+        Batch::new(vec![e])
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_a_big_batch_passes_alone() {
+        let (tx, mut rx) = edge(100, 10_000, "t");
+        let b = batch(4_000);
+        let n = batch_bytes(&b);
+        assert!(n >= 4_000);
+        tx.try_send(b, n).unwrap();
+        tx.try_send(batch(4_000), n).unwrap();
+        // A third would exceed 10,000 bytes: full, though 98 slots are free.
+        assert!(matches!(tx.try_send(batch(4_000), n), Err(mpsc::error::TrySendError::Full(_))));
+        rx.try_recv().unwrap();
+        tx.try_send(batch(4_000), n).unwrap();
+        rx.try_recv().unwrap();
+        rx.try_recv().unwrap();
+        // Empty: a batch over the whole budget passes alone, and nothing beside it.
+        let big = batch(50_000);
+        let nb = batch_bytes(&big);
+        tx.try_send(big, nb).unwrap();
+        assert!(tx.try_send(batch(10), 200).is_err());
+        rx.try_recv().unwrap();
+        tx.try_send(batch(10), 200).unwrap();
+    }
+
+    #[test]
+    fn a_blocked_sender_wakes_when_bytes_are_freed_or_the_receiver_goes() {
+        let (tx, mut rx) = edge(100, 1_000, "t");
+        tx.try_send(batch(10), 900).unwrap();
+        let t2 = tx.clone();
+        let h = std::thread::spawn(move || t2.blocking_send(batch(10), 900).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!h.is_finished(), "must wait for room");
+        rx.blocking_recv().unwrap();
+        assert!(h.join().unwrap());
+        rx.blocking_recv().unwrap();
+        // Waiting when the receiver goes: the batch comes back.
+        tx.try_send(batch(10), 900).unwrap();
+        let h = std::thread::spawn(move || tx.blocking_send(batch(10), 900).is_err());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(rx);
+        assert!(h.join().unwrap());
+    }
+}
