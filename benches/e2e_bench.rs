@@ -323,11 +323,12 @@ fn main() {
     let sampling_at = base.find("# --- sampling").expect("the example has a sampling stage");
     let sources_and_parse = &base[..signals_at];
 
+    // W1: the whole legacy pipeline into one NDJSON file.
+    let w1 = format!(
+        "{sources_and_parse}\n[transforms.pii]\ntype = \"mask\"\n{parses}\ndetectors = [\"email\", \"credit_card\", \"ipv4\", \"phone\", \"us_ssn\", \"jwt\", \"secret\"]\nmode = \"redact\"\n\n[transforms.sampled]\ntype = \"sample\"\ninputs = [\"pii\"]\nrate = 10\nkey_field = \"trace_id\"\n\n[sinks.events]\ntype = \"file\"\ninputs = [\"sampled\"]\npath = \"${{OUT_DIR}}/w1.ndjson\"\n"
+    );
+    let mut w1_events = None;
     if only("w1") {
-        // W1: the whole legacy pipeline into one NDJSON file.
-        let w1 = format!(
-            "{sources_and_parse}\n[transforms.pii]\ntype = \"mask\"\n{parses}\ndetectors = [\"email\", \"credit_card\", \"ipv4\", \"phone\", \"us_ssn\", \"jwt\", \"secret\"]\nmode = \"redact\"\n\n[transforms.sampled]\ntype = \"sample\"\ninputs = [\"pii\"]\nrate = 10\nkey_field = \"trace_id\"\n\n[sinks.events]\ntype = \"file\"\ninputs = [\"sampled\"]\npath = \"${{OUT_DIR}}/w1.ndjson\"\n"
-        );
         let mut st = Stats::default();
         let mut hashes = Vec::new();
         let mut count = 0;
@@ -341,6 +342,7 @@ fn main() {
         hashes.dedup();
         assert_eq!(hashes.len(), 1, "W1 output differs between runs: {hashes:?}");
         st.print("W1 parse-mask-sample-file", mb, &format!("  ({count} events, sorted hash {})", hashes[0]));
+        w1_events = Some(count);
         if let Some(want) = &b.a.w1_hash {
             assert_eq!(&hashes[0], want, "W1 output differs from the expected one");
         }
@@ -373,7 +375,12 @@ fn main() {
     }
 
     if only("slow") {
-        slow_sink(&b, &pass("type = \"file\"\npath = \"${OUT_DIR}/out.ndjson\""));
+        slow_sink(&b, "W2", &pass("type = \"file\"\npath = \"${OUT_DIR}/out.ndjson\""), "out.ndjson", lines);
+        let events = w1_events.unwrap_or_else(|| {
+            b.sluice(&w1, &out_dir);
+            count_lines(&out_dir.join("w1.ndjson"))
+        });
+        slow_sink(&b, "W1", &w1, "w1.ndjson", events);
     }
 
     if only("mine") {
@@ -382,25 +389,29 @@ fn main() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
-/// W2 with a sink that stalls: the output is a FIFO whose reader stops for the first
+/// A scenario whose sink stalls: its output is a FIFO whose reader stops for the first
 /// `PAUSE` (every edge fills, the sources stop reading), then reads as fast as it can.
-/// Reported: the time after the pause against W2's own time with a reader that never
-/// stops (the same FIFO), and the peak RSS while held.
-fn slow_sink(b: &Bench, cfg: &str) {
+/// Reported: the time after the pause against the same scenario with a reader that
+/// never stops (the same FIFO, 1 MiB of pipe buffer), and the peak RSS while held.
+/// `lines`: what the reader must count.
+fn slow_sink(b: &Bench, name: &str, cfg: &str, file: &str, lines: u64) {
     const PAUSE: f64 = 3.0;
     let out_dir = b.a.out.join("out");
     let mut held = Stats::default();
     let mut free = Stats::default();
-    for pause in [0.0, PAUSE] {
-        for _ in 0..b.a.runs {
+    for _ in 0..b.a.runs {
+        for pause in [0.0, PAUSE] {
             let _ = std::fs::remove_dir_all(&out_dir);
             std::fs::create_dir_all(&out_dir).unwrap();
-            let fifo = out_dir.join("out.ndjson");
+            let fifo = out_dir.join(file);
             let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
             // SAFETY: a path we own.
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
             let reader = std::thread::spawn(move || {
+                use std::os::fd::AsRawFd;
                 let f = std::fs::File::open(&fifo).unwrap();
+                // SAFETY: fcntl on a descriptor we own (F_SETPIPE_SZ; failure is harmless).
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
                 std::thread::sleep(std::time::Duration::from_secs_f64(pause));
                 count_newlines(f)
             });
@@ -415,10 +426,12 @@ fn slow_sink(b: &Bench, cfg: &str) {
                     .env("CORPUS_DIR", &b.corpus)
                     .env("OUT_DIR", &out_dir)
                     .env("DATA_DIR", b.a.out.join("data"))
+                    .env("SLUICE_EXAMPLES", b.root.join("examples"))
+                    .env("SLUICE_API_ADDRESS", "127.0.0.1:0")
                     .stdout(std::process::Stdio::null()),
             );
             assert_eq!(r.code, 0, "sluice failed");
-            assert_eq!(reader.join().unwrap(), b.lines, "every line must reach the reader");
+            assert_eq!(reader.join().unwrap(), lines, "every line must reach the reader");
             r.wall -= pause;
             if pause > 0.0 {
                 held.push(&r)
@@ -427,7 +440,7 @@ fn slow_sink(b: &Bench, cfg: &str) {
             }
         }
     }
-    let t0 = free.print("W2 into a FIFO", b.mb, "");
+    let t0 = free.print(&format!("{name} into a FIFO"), b.mb, "");
     let t1 = held.print(&format!("  after a {PAUSE:.0} s stall"), b.mb, "");
     println!("{:<26} {:+.1}% after the stall", "", (t1 / t0 - 1.0) * 100.0);
 }

@@ -69,7 +69,12 @@ fn push2(out: &mut Vec<u8>, v: u32) {
 
 /// Append `ts` as RFC 3339 UTC (e.g. `2026-11-21T02:14:33.123Z`).
 pub fn write_rfc3339(out: &mut Vec<u8>, ts: Timestamp) {
-    let secs = ts.secs();
+    write_rfc3339_secs(out, ts.secs());
+    write_rfc3339_fraction(out, ts.subsec_nanos());
+}
+
+/// The whole-second part of [`write_rfc3339`]: `2026-11-21T02:14:33`.
+pub fn write_rfc3339_secs(out: &mut Vec<u8>, secs: i64) {
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400) as u32;
     if (0..=9999).contains(&y) {
@@ -89,7 +94,12 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: Timestamp) {
     push2(out, sod / 60 % 60);
     out.push(b':');
     push2(out, sod % 60);
-    let ns = ts.subsec_nanos();
+}
+
+/// The rest of [`write_rfc3339`]: `.123` (3, 6 or 9 digits, none for a whole second)
+/// and `Z`.
+#[inline]
+pub fn write_rfc3339_fraction(out: &mut Vec<u8>, ns: u32) {
     if ns != 0 {
         let (val, digits) = if ns.is_multiple_of(1_000_000) {
             (ns / 1_000_000, 3)
@@ -98,16 +108,17 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: Timestamp) {
         } else {
             (ns, 9)
         };
-        out.push(b'.');
-        let mut buf = [b'0'; 9];
+        let mut buf = [b'.'; 11];
         let mut v = val;
-        for i in (0..digits).rev() {
+        for i in (1..=digits).rev() {
             buf[i] = b'0' + (v % 10) as u8;
             v /= 10;
         }
-        out.extend_from_slice(&buf[..digits]);
+        buf[digits + 1] = b'Z';
+        out.extend_from_slice(&buf[..digits + 2]);
+    } else {
+        out.push(b'Z');
     }
-    out.push(b'Z');
 }
 
 #[cfg(test)]
