@@ -156,6 +156,17 @@ impl Event {
         Event { raw, message, fields: Fields::new(), timestamp, origin, marks }
     }
 
+    /// Build an event from a line already known to be UTF-8 without NUL bytes (a
+    /// source checked the whole chunk it came from).
+    ///
+    /// # Safety
+    /// `raw` must be valid UTF-8: `message()` reads it without checking.
+    #[inline]
+    pub unsafe fn from_clean_line(raw: Bytes, timestamp: Timestamp, origin: Origin) -> Event {
+        debug_assert!(simdutf8::basic::from_utf8(&raw).is_ok() && memchr::memchr(0, &raw).is_none());
+        Event { raw, message: None, fields: Fields::new(), timestamp, origin, marks: Marks::default() }
+    }
+
     /// The message text.
     #[inline]
     pub fn message(&self) -> &str {

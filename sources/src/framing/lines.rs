@@ -23,13 +23,23 @@ pub struct Line {
     /// Offset just past this line, including its terminator.
     pub end: u64,
     pub marks: Marks,
+    /// Known to be UTF-8 without NUL bytes (checked once for the whole chunk it came
+    /// from), so the event skips its own checks.
+    pub clean: bool,
 }
 
 impl Line {
     /// The event for this line, with the splitter's marks added to the event's own.
     #[inline]
     pub fn into_event(self, ts: Timestamp, origin: &Arc<OriginInfo>) -> Event {
-        let mut e = Event::from_line(self.bytes, ts, Origin { info: origin.clone(), offset: self.offset });
+        let origin = Origin { info: origin.clone(), offset: self.offset };
+        let mut e = if self.clean {
+            // SAFETY: `clean` is set only for lines of a region checked to be UTF-8
+            // without NUL bytes (`LineSplitter::push`).
+            unsafe { Event::from_clean_line(self.bytes, ts, origin) }
+        } else {
+            Event::from_line(self.bytes, ts, origin)
+        };
         for bit in [Marks::SPLIT, Marks::SPLIT_LAST, Marks::NO_NEWLINE] {
             if self.marks.has(bit) {
                 e.marks.set(bit);
@@ -67,7 +77,7 @@ impl LineSplitter {
                     let off = self.partial_start;
                     self.partial_start = base + i as u64 + 1;
                     let end = self.partial_start;
-                    self.emit_line(line, off, end, out);
+                    self.emit_line(line, off, end, false, out);
                     pos = i + 1;
                 }
                 None => {
@@ -78,12 +88,18 @@ impl LineSplitter {
             }
         }
         let scan_from = pos;
+        // The complete lines of this chunk, checked once: one vectorised pass over the
+        // region costs far less than one call per line.
+        let clean = memchr::memrchr(b'\n', &chunk[scan_from..]).is_some_and(|last| {
+            let region = &chunk[scan_from..scan_from + last];
+            simdutf8::basic::from_utf8(region).is_ok() && memchr::memchr(0, region).is_none()
+        });
         for nl in memchr::memchr_iter(b'\n', &chunk[scan_from..]) {
             let end = scan_from + nl;
             let off = base + pos as u64;
             self.partial_start = base + end as u64 + 1;
             let line_end = self.partial_start;
-            self.emit_line(chunk.slice(pos..end), off, line_end, out);
+            self.emit_line(chunk.slice(pos..end), off, line_end, clean, out);
             pos = end + 1;
         }
         if pos < chunk.len() {
@@ -106,19 +122,19 @@ impl LineSplitter {
             out(l)
         };
         let end = self.partial_start;
-        self.emit_line_raw(line, off, end, &mut marks_out);
+        self.emit_line_raw(line, off, end, false, &mut marks_out);
     }
 
-    fn emit_line(&mut self, mut line: Bytes, off: u64, end: u64, out: &mut impl FnMut(Line)) {
+    fn emit_line(&mut self, mut line: Bytes, off: u64, end: u64, clean: bool, out: &mut impl FnMut(Line)) {
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
         }
-        self.emit_line_raw(line, off, end, out)
+        self.emit_line_raw(line, off, end, clean, out)
     }
 
-    fn emit_line_raw(&mut self, line: Bytes, off: u64, line_end: u64, out: &mut impl FnMut(Line)) {
+    fn emit_line_raw(&mut self, line: Bytes, off: u64, line_end: u64, clean: bool, out: &mut impl FnMut(Line)) {
         if line.len() <= self.max && self.split_part == 0 {
-            out(Line { bytes: line, offset: off, end: line_end, marks: Marks::default() });
+            out(Line { bytes: line, offset: off, end: line_end, marks: Marks::default(), clean });
             return;
         }
         // Over-long line (or the tail of one): emit parts, the last one marked.
@@ -137,7 +153,7 @@ impl LineSplitter {
             }
             let len = part.len() as u64;
             let end = if last { line_end } else { off + len };
-            out(Line { bytes: part, offset: off, end, marks });
+            out(Line { bytes: part, offset: off, end, marks, clean: false });
             off += len;
             if last {
                 self.split_part = 0;
@@ -156,7 +172,7 @@ impl LineSplitter {
             marks.set(Marks::SPLIT);
             let off = self.partial_start;
             self.partial_start += part.len() as u64;
-            out(Line { bytes: part, offset: off, end: self.partial_start, marks });
+            out(Line { bytes: part, offset: off, end: self.partial_start, marks, clean: false });
         }
     }
 }
@@ -243,5 +259,47 @@ mod tests {
         }
         let joined: Vec<u8> = got.iter().flat_map(|g| g.0.clone()).collect();
         assert_eq!(joined, s.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod clean_tests {
+    use super::*;
+
+    /// Lines are marked clean only when their chunk's complete lines are all UTF-8
+    /// without NUL; the events of unclean chunks still get their own marks.
+    #[test]
+    fn clean_only_when_the_chunk_is() {
+        let info = OriginInfo::new("t", None);
+        let run = |chunks: &[&[u8]]| {
+            let mut s = LineSplitter::new(1 << 20, 0);
+            let mut got = Vec::new();
+            for c in chunks {
+                s.push(Bytes::copy_from_slice(c), &mut |l: Line| got.push(l));
+            }
+            s.finish(&mut |l: Line| got.push(l));
+            got.into_iter()
+                .map(|l| {
+                    let clean = l.clean;
+                    let e = l.into_event(Timestamp(0), &info);
+                    (clean, e.marks.has(Marks::INVALID_UTF8), e.marks.has(Marks::CONTAINS_NUL), e.message().to_string())
+                })
+                .collect::<Vec<_>>()
+        };
+        let got = run(&[b"a\nb\n"]);
+        assert!(got.iter().all(|g| g.0 && !g.1 && !g.2));
+        let got = run(&[b"ok\nbad \xff\nnul \0 x\n"]);
+        assert_eq!(
+            got.iter().map(|g| (g.0, g.1, g.2)).collect::<Vec<_>>(),
+            vec![(false, false, false); 1]
+                .into_iter()
+                .chain([(false, true, false), (false, false, true)])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(got[1].3, "bad \u{fffd}");
+        // A line completed from a previous chunk is checked on its own.
+        let got = run(&[b"par", b"t \xff\nnext\n"]);
+        assert_eq!((got[0].0, got[0].1), (false, true));
+        assert_eq!((got[1].0, got[1].1), (true, false));
     }
 }

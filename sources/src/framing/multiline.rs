@@ -117,6 +117,8 @@ impl Aggregator {
             if (is_part || self.rule.continues(&line.bytes)) && p.len + 1 + line.bytes.len() <= self.max {
                 p.len += 1 + line.bytes.len();
                 p.end = line.end;
+                // The record is clean (UTF-8, no NUL) only if every line of it is.
+                p.first.clean &= line.clean;
                 p.more.push(line.bytes);
                 p.since = Instant::now();
                 return;
@@ -167,6 +169,7 @@ mod tests {
                     offset: off,
                     end: off + l.len() as u64 + 1,
                     marks: Marks::default(),
+                    clean: false,
                 };
                 off += l.len() as u64 + 1;
                 line
@@ -242,7 +245,7 @@ mod tests {
 
     impl Line {
         fn clone_for_test(&self) -> Line {
-            Line { bytes: self.bytes.clone(), offset: self.offset, end: self.end, marks: self.marks }
+            Line { bytes: self.bytes.clone(), offset: self.offset, end: self.end, marks: self.marks, clean: self.clean }
         }
     }
 }

@@ -226,6 +226,44 @@ static NUM_START: [bool; 256] = {
     t
 };
 
+/// The 16-byte classes the numeric scan needs (SSE2, part of every x86_64 CPU). Bytes
+/// >= 0x80 compare as negative: never digits or letters, as `is_word` says.
+#[cfg(target_arch = "x86_64")]
+mod sse {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// `i + 16 <= b.len()`.
+    #[inline(always)]
+    pub unsafe fn load(b: &[u8], i: usize) -> __m128i {
+        _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i)
+    }
+    #[inline(always)]
+    pub unsafe fn in_range(x: __m128i, lo: u8, hi: u8) -> __m128i {
+        _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)), _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), x))
+    }
+    #[inline(always)]
+    pub unsafe fn eq(x: __m128i, c: u8) -> __m128i {
+        _mm_cmpeq_epi8(x, _mm_set1_epi8(c as i8))
+    }
+    #[inline(always)]
+    pub unsafe fn or(a: __m128i, b: __m128i) -> __m128i {
+        _mm_or_si128(a, b)
+    }
+    /// ASCII letters, digits, `_` and `.` (a letter either case: `x | 0x20` in a..=z).
+    #[inline(always)]
+    pub unsafe fn word_or_dot(x: __m128i) -> __m128i {
+        or(
+            or(in_range(x, b'0', b'9'), in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z')),
+            or(eq(x, b'_'), eq(x, b'.')),
+        )
+    }
+    #[inline(always)]
+    pub unsafe fn mask(x: __m128i) -> u32 {
+        _mm_movemask_epi8(x) as u32
+    }
+}
+
 /// Whether `prev`, the byte before a digit, `+` or `(`, lets a numeric token start
 /// there: not a word character, `.` or `+` (part of a larger word or number).
 #[inline]
@@ -248,45 +286,19 @@ fn next_start(b: &[u8], mut i: usize) -> usize {
         i = 1;
     }
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: SSE2 is baseline on x86_64; loads stay within `b` (i >= 1 and
-        // i + 16 <= n for both the block at i and the one at i - 1).
-        unsafe {
-            use std::arch::x86_64::*;
-            let in_range = |x: __m128i, lo: u8, hi: u8| {
-                _mm_and_si128(
-                    _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
-                    _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), x),
-                )
-            };
-            while i + 16 <= n {
-                let cur = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
-                let prev = _mm_loadu_si128(b.as_ptr().add(i - 1) as *const __m128i);
-                let start = _mm_or_si128(
-                    in_range(cur, b'0', b'9'),
-                    _mm_or_si128(
-                        _mm_cmpeq_epi8(cur, _mm_set1_epi8(b'+' as i8)),
-                        _mm_cmpeq_epi8(cur, _mm_set1_epi8(b'(' as i8)),
-                    ),
-                );
-                // Bytes >= 0x80 compare as negative: never digits or letters, as is_word says.
-                let letter = in_range(_mm_or_si128(prev, _mm_set1_epi8(0x20)), b'a', b'z');
-                let word = _mm_or_si128(
-                    _mm_or_si128(in_range(prev, b'0', b'9'), letter),
-                    _mm_or_si128(
-                        _mm_cmpeq_epi8(prev, _mm_set1_epi8(b'_' as i8)),
-                        _mm_or_si128(
-                            _mm_cmpeq_epi8(prev, _mm_set1_epi8(b'.' as i8)),
-                            _mm_cmpeq_epi8(prev, _mm_set1_epi8(b'+' as i8)),
-                        ),
-                    ),
-                );
-                let mask = _mm_movemask_epi8(_mm_andnot_si128(word, start)) as u32;
-                if mask != 0 {
-                    return i + mask.trailing_zeros() as usize;
-                }
-                i += 16;
+    // SAFETY: SSE2 is baseline on x86_64; loads stay within `b` (i >= 1 and i + 16 <= n
+    // for both the block at i and the one at i - 1).
+    unsafe {
+        use sse::*;
+        while i + 16 <= n {
+            let (cur, prev) = (load(b, i), load(b, i - 1));
+            let start = or(in_range(cur, b'0', b'9'), or(eq(cur, b'+'), eq(cur, b'(')));
+            let inside = or(word_or_dot(prev), eq(prev, b'+'));
+            let hits = mask(std::arch::x86_64::_mm_andnot_si128(inside, start));
+            if hits != 0 {
+                return i + hits.trailing_zeros() as usize;
             }
+            i += 16;
         }
     }
     while i < n && !scalar(i) {
@@ -301,19 +313,12 @@ fn count_digits(b: &[u8]) -> u32 {
     let mut n = 0u32;
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: SSE2 is baseline on x86_64; each load stays within `b`.
-        unsafe {
-            use std::arch::x86_64::*;
-            while i + 16 <= b.len() {
-                let x = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
-                let d = _mm_and_si128(
-                    _mm_cmpgt_epi8(x, _mm_set1_epi8(b'0' as i8 - 1)),
-                    _mm_cmpgt_epi8(_mm_set1_epi8(b'9' as i8 + 1), x),
-                );
-                n += (_mm_movemask_epi8(d) as u32).count_ones();
-                i += 16;
-            }
+    // SAFETY: SSE2 is baseline on x86_64; each load stays within `b`.
+    unsafe {
+        use sse::*;
+        while i + 16 <= b.len() {
+            n += mask(in_range(load(b, i), b'0', b'9')).count_ones();
+            i += 16;
         }
     }
     n + b[i..].iter().map(|&c| (c.wrapping_sub(b'0') < 10) as u32).sum::<u32>()
@@ -326,31 +331,15 @@ fn count_digits(b: &[u8]) -> u32 {
 fn word_end(b: &[u8], mut i: usize) -> usize {
     let n = b.len();
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: SSE2 is baseline on x86_64; each load stays within `b`.
-        unsafe {
-            use std::arch::x86_64::*;
-            let in_range = |x: __m128i, lo: u8, hi: u8| {
-                _mm_and_si128(
-                    _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
-                    _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), x),
-                )
-            };
-            while i + 16 <= n {
-                let x = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
-                let word = _mm_or_si128(
-                    _mm_or_si128(in_range(x, b'0', b'9'), in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z')),
-                    _mm_or_si128(
-                        _mm_cmpeq_epi8(x, _mm_set1_epi8(b'_' as i8)),
-                        _mm_cmpeq_epi8(x, _mm_set1_epi8(b'.' as i8)),
-                    ),
-                );
-                let other = !(_mm_movemask_epi8(word) as u32) & 0xffff;
-                if other != 0 {
-                    return i + other.trailing_zeros() as usize;
-                }
-                i += 16;
+    // SAFETY: SSE2 is baseline on x86_64; each load stays within `b`.
+    unsafe {
+        use sse::*;
+        while i + 16 <= n {
+            let other = !mask(word_or_dot(load(b, i))) & 0xffff;
+            if other != 0 {
+                return i + other.trailing_zeros() as usize;
             }
+            i += 16;
         }
     }
     while i < n && (is_word(b[i]) || b[i] == b'.') {
