@@ -217,17 +217,25 @@ impl Masker {
             }
             let p0 = self.pieces.len();
             let all_var = self.mask_token(msg, start, end);
-            if all_var && !(end - start > 1 && matches!(msg[end - 1], b':' | b',' | b';')) {
+            // Punctuation around a variable stays literal: `user <*>: <*>`, `(<*>,`,
+            // `<*>)`, `[<*>]`. A parameter never carries the brackets of the text
+            // around it, so a template's brackets balance wherever its lines' do.
+            let (lead, trail) = if all_var { Self::framing(tok) } else { (0, 0) };
+            if all_var && lead == 0 && trail == 0 {
                 self.pieces.truncate(p0);
                 self.push_var(prev_var, build);
                 prev_var = true;
                 continue;
             }
             if all_var {
-                // `42:` keeps its punctuation: `user <*>: <*>`.
                 self.pieces.truncate(p0);
+                if lead > 0 {
+                    self.pieces.push(Piece::Lit(start, start + lead));
+                }
                 self.pieces.push(Piece::Var);
-                self.pieces.push(Piece::Lit(end - 1, end));
+                if trail > 0 {
+                    self.pieces.push(Piece::Lit(end - trail, end));
+                }
             }
             self.hash_pieces(msg, p0);
             if build {
@@ -236,6 +244,20 @@ impl Masker {
                 self.pieces.truncate(p0);
             }
             prev_var = false;
+        }
+    }
+
+    /// How many bytes of `tok` (a token holding only variables and separators) frame it:
+    /// opening brackets before, closing brackets and `:`, `,`, `;` after. At least one
+    /// byte is left for the variable.
+    fn framing(tok: &[u8]) -> (usize, usize) {
+        let lead = tok.iter().take_while(|&&b| matches!(b, b'(' | b'[' | b'{')).count();
+        let trail =
+            tok[lead..].iter().rev().take_while(|&&b| matches!(b, b')' | b']' | b'}' | b':' | b',' | b';')).count();
+        if lead + trail >= tok.len() {
+            (0, 0)
+        } else {
+            (lead, trail)
         }
     }
 

@@ -10,7 +10,8 @@
 //!    are words. Whole tokens that are e-mail addresses, URLs, paths, IPv6 addresses, host names with a
 //!    digit, month and weekday names, or empty values (`()`, `""`) are variables, as is
 //!    the value of `key=host.name`. A token made only of variables and separators
-//!    (`10.0.0.1:8080`, a UUID, `1.5s`, `12:00:01`, `"x1"`) is one variable; a unit
+//!    (`10.0.0.1:8080`, a UUID, `1.5s`, `12:00:01`, `"x1"`) is one variable, the brackets
+//!    and `:`, `,`, `;` framing it kept literal (`1920)` → `<*>)`, `[7]` → `[<*>]`); a unit
 //!    after it (`512 KB`, `30 ms`) belongs to it; consecutive variable tokens fold into
 //!    one, so a variable spanning a different number of tokens does not split a
 //!    template (Drain3 #66). Quoted words (`'Active'`) and word values of `key=value`

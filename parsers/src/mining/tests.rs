@@ -188,3 +188,21 @@ fn a_key_value_merge_keeps_its_key_beside_a_variable() {
     }
     // (A later line is not yet matched by a `key=<*>` word: issue #17, class 1.)
 }
+
+/// A parameter does not carry the brackets or punctuation around it: the template
+/// keeps them, balanced as in its lines (#17, class 2).
+#[test]
+fn brackets_around_a_variable_stay_in_the_template() {
+    let (m, r) = mine_all(&[
+        "Bounds(1, 2 - 1080, 1920) done",
+        "Bounds(3, 4 - 720, 1280) done",
+        "Retrying charge (attempt 2 of 3) reason=declined",
+        "Retrying charge (attempt 3 of 5) reason=declined",
+        "queue sizes [12] [7]",
+        "queue sizes [3] [41]",
+    ]);
+    let t: Vec<String> = r.into_iter().map(|x| text(&m, x)).collect();
+    assert_eq!(t[1], "Bounds(<*>, <*> - <*>, <*>) done");
+    assert_eq!(t[3], "Retrying charge (attempt <*> of <*>) reason=declined");
+    assert_eq!(t[5], "queue sizes [<*>] [<*>]");
+}
