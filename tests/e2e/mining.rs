@@ -321,3 +321,60 @@ fn progress_line_only_on_a_terminal() {
     let (_, stderr) = mine(&[], "a 1\nb 2\n".repeat(100_000).as_bytes());
     assert!(!stderr.contains('\r'), "no progress line when stderr is not a terminal: {stderr:?}");
 }
+
+/// The inline path: a `parse` stage with `mine_unknown` labels each line with the
+/// template it had when the line went out (streaming, first occurrence), where
+/// `templates mine --per-line` gives each line its final template. Measured on the
+/// eight shared Loghub sets through the real pipeline (file → parse → file); each set
+/// is held to what it scored when this test was written (minus 0.01).
+#[test]
+fn loghub_grouping_accuracy_inline() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP: ../shared is absent; the inline Loghub accuracy test needs ../shared/loghub");
+        return;
+    };
+    let floors = [
+        ("HDFS", 0.998),
+        ("Hadoop", 0.989),
+        ("Spark", 0.944),
+        ("BGL", 0.986),
+        ("HPC", 0.966),
+        ("Linux", 0.815),
+        ("Mac", 0.859),
+        ("OpenStack", 0.722),
+    ];
+    let mut sum = 0.0;
+    let mut report = Vec::new();
+    for (set, floor) in floors {
+        let text = std::fs::read_to_string(shared.join(format!("loghub/{set}/{set}_2k.log_structured.csv"))).unwrap();
+        let rows = csv_rows(&text);
+        let head = &rows[0];
+        let content = head.iter().position(|h| h == "Content").unwrap();
+        let event = head.iter().position(|h| h == "EventId").unwrap();
+        let (lines, truth): (Vec<String>, Vec<String>) =
+            rows[1..].iter().map(|r| (r[content].clone(), r[event].clone())).unzip();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("a.log"), lines.join("\n") + "\n").unwrap();
+        let out = dir.path().join("out");
+        let cfg = format!(
+            "{}[sources.f]\ntype = \"file\"\ninclude = [\"{}/a.log\"]\nstop_at_eof = true\n[transforms.p]\ntype = \"parse\"\ninputs = [\"f\"]\nmine_unknown = true\n[sinks.o]\ntype = \"file\"\ninputs = [\"p\"]\npath = \"{}/out.ndjson\"\n",
+            header(dir.path(), None),
+            logs.display(),
+            out.display()
+        );
+        let mut s = Sluice::start(dir.path(), &cfg);
+        assert_eq!(s.wait_exit(Duration::from_secs(60)), 0, "{}", s.stderr());
+        let events = read_events(&out);
+        assert_eq!(events.len(), lines.len(), "{set}");
+        let pred: Vec<String> =
+            events.iter().map(|e| e["template_id"].as_str().unwrap_or("none").to_string()).collect();
+        let ga = grouping_accuracy(&pred, &truth);
+        report.push(format!("{set} {ga:.3}"));
+        assert!(ga >= floor - 0.01, "{set}: inline grouping accuracy {ga:.3} fell below {floor} − 0.01");
+        sum += ga;
+    }
+    let avg = sum / floors.len() as f64;
+    eprintln!("Loghub grouping accuracy, inline (first occurrence): {} — average {avg:.4}", report.join(", "));
+}
