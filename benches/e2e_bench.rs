@@ -202,13 +202,18 @@ struct Bench {
 }
 
 impl Bench {
-    /// Run `sluice run` on `cfg` with the corpus environment; stderr to a file.
-    fn sluice(&self, cfg: &str, out_dir: &Path) -> (Run, PathBuf) {
-        let cfg_path = self.a.out.join("bench.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
+    /// A fresh `out_dir` and `data_dir` for the next run.
+    fn prepare(&self, out_dir: &Path) {
         let _ = std::fs::remove_dir_all(self.a.out.join("data"));
         let _ = std::fs::remove_dir_all(out_dir);
         std::fs::create_dir_all(out_dir).unwrap();
+    }
+
+    /// Run `sluice run` on `cfg` with the corpus environment and time it (it must exit
+    /// 0); stderr (JSON logs, the totals at exit) goes to the returned file.
+    fn run(&self, cfg: &str, out_dir: &Path) -> (Run, PathBuf) {
+        let cfg_path = self.a.out.join("bench.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
         let err_path = self.a.out.join("stderr.log");
         let r = timed(
             Command::new(&self.a.sluice)
@@ -227,6 +232,12 @@ impl Bench {
             panic!("sluice failed ({}): {}", r.code, std::fs::read_to_string(&err_path).unwrap_or_default());
         }
         (r, err_path)
+    }
+
+    /// `prepare`, then `run`.
+    fn sluice(&self, cfg: &str, out_dir: &Path) -> (Run, PathBuf) {
+        self.prepare(out_dir);
+        self.run(cfg, out_dir)
     }
 
     fn ndjson_lines(dir: &Path) -> u64 {
@@ -401,8 +412,7 @@ fn slow_sink(b: &Bench, name: &str, cfg: &str, file: &str, lines: u64) {
     let mut free = Stats::default();
     for _ in 0..b.a.runs {
         for pause in [0.0, PAUSE] {
-            let _ = std::fs::remove_dir_all(&out_dir);
-            std::fs::create_dir_all(&out_dir).unwrap();
+            b.prepare(&out_dir);
             let fifo = out_dir.join(file);
             let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
             // SAFETY: a path we own.
@@ -415,22 +425,7 @@ fn slow_sink(b: &Bench, name: &str, cfg: &str, file: &str, lines: u64) {
                 std::thread::sleep(std::time::Duration::from_secs_f64(pause));
                 count_newlines(f)
             });
-            let cfg_path = b.a.out.join("slow.toml");
-            std::fs::write(&cfg_path, cfg).unwrap();
-            let _ = std::fs::remove_dir_all(b.a.out.join("data"));
-            let mut r = timed(
-                Command::new(&b.a.sluice)
-                    .args(["run", "--config"])
-                    .arg(&cfg_path)
-                    .env("SLUICE_LOG", "warn")
-                    .env("CORPUS_DIR", &b.corpus)
-                    .env("OUT_DIR", &out_dir)
-                    .env("DATA_DIR", b.a.out.join("data"))
-                    .env("SLUICE_EXAMPLES", b.root.join("examples"))
-                    .env("SLUICE_API_ADDRESS", "127.0.0.1:0")
-                    .stdout(std::process::Stdio::null()),
-            );
-            assert_eq!(r.code, 0, "sluice failed");
+            let (mut r, _) = b.run(cfg, &out_dir);
             assert_eq!(reader.join().unwrap(), lines, "every line must reach the reader");
             r.wall -= pause;
             if pause > 0.0 {

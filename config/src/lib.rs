@@ -430,31 +430,25 @@ impl Config {
                     ));
                 }
             }
-            let buffer_batches = match options.remove("buffer_batches") {
-                None => None,
-                Some(toml::Value::Integer(n)) if n > 0 => Some(n as usize),
-                Some(_) => {
-                    let mut p = path.clone();
-                    p.push(PathSeg::Key("buffer_batches".into()));
-                    errors.push(self.diag_value(&p, format!("`{dotted}.buffer_batches`: expected a positive integer")));
-                    None
-                }
+            // `buffer_batches` and `workers`: positive integers (`refused`: not taken here).
+            let mut positive = |options: &mut toml::Table, key: &str, refused: Option<String>| {
+                let v = options.remove(key)?;
+                let msg = match (v, refused) {
+                    (_, Some(why)) => why,
+                    (toml::Value::Integer(n), None) if n > 0 => return Some(n as usize),
+                    _ => format!("`{dotted}.{key}`: expected a positive integer"),
+                };
+                let mut p = path.clone();
+                p.push(PathSeg::Key(key.into()));
+                errors.push(self.diag_value(&p, msg));
+                None
             };
-            let workers = match options.remove("workers") {
-                None => None,
-                Some(toml::Value::Integer(n)) if n > 0 && kind == Kind::Transform => Some(n as usize),
-                Some(_) => {
-                    let mut p = path.clone();
-                    p.push(PathSeg::Key("workers".into()));
-                    let msg = if kind == Kind::Transform {
-                        format!("`{dotted}.workers`: expected a positive integer")
-                    } else {
-                        format!("`{dotted}.workers`: only transforms take `workers`")
-                    };
-                    errors.push(self.diag_value(&p, msg));
-                    None
-                }
-            };
+            let buffer_batches = positive(&mut options, "buffer_batches", None);
+            let workers = positive(
+                &mut options,
+                "workers",
+                (kind != Kind::Transform).then(|| format!("`{dotted}.workers`: only transforms take `workers`")),
+            );
             self.components.push(Component {
                 kind,
                 name,

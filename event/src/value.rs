@@ -136,11 +136,7 @@ impl Fields {
     /// Set a field whose name is a literal (no copy of the name).
     #[inline]
     pub fn insert_static(&mut self, key: &'static str, value: Value) {
-        let kb = key.as_bytes();
-        match self.0.iter_mut().find(|(k, _)| short_eq(k.as_bytes(), kb)) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((SmolStr::new_static(key), value)),
-        }
+        self.insert(SmolStr::new_static(key), value);
     }
     pub fn len(&self) -> usize {
         self.0.len()
@@ -170,17 +166,12 @@ impl Fields {
     pub fn reserve(&mut self, n: usize) {
         self.0.reserve(n);
     }
-    /// Put `front` before the existing fields, in order. Only for keys not present
-    /// (else as `insert`, which keeps the existing position).
-    pub fn prepend(&mut self, front: impl IntoIterator<Item = (&'static str, Value)>) {
-        let mut at = 0;
-        for (k, v) in front {
-            if self.get(k).is_some() {
-                self.insert_static(k, v);
-            } else {
-                self.0.insert(at, (SmolStr::new_static(k), v));
-                at += 1;
-            }
+    /// Put a field first, before the existing ones; a key already present takes the
+    /// value where it is (as `insert`).
+    pub fn insert_first(&mut self, key: &'static str, value: Value) {
+        match self.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => self.0.insert(0, (SmolStr::new_static(key), value)),
         }
     }
     /// Move every field of `other` in (as `insert`: an existing key keeps its position

@@ -69,7 +69,9 @@ impl Parsed {
             // The usual case: the parsed fields become the event's (no copy), the level
             // goes in front.
             e.fields = self.fields;
-            e.fields.prepend(level);
+            if let Some((k, v)) = level {
+                e.fields.insert_first(k, v);
+            }
             return;
         }
         for (k, v) in front.into_iter().chain(level) {

@@ -87,8 +87,8 @@ pub const TRANSFORMS: &[Entry<TransformBuilder>] = &[
     transform::<transforms::metrics::MetricsConfig>("metrics"),
 ];
 
-/// Transform types that run on several workers (see `Transform::fork`; a test checks
-/// the list against the stages).
+/// Transform types that run on several workers (those whose `Transform::fork` gives an
+/// instance; a test below checks the list against every stage).
 pub const PARALLEL: &[&str] = &["filter", "mask", "regex", "route"];
 
 pub const SINKS: &[Entry<SinkBuilder>] = &[
@@ -284,5 +284,39 @@ pub fn build_all(cfg: &Config) -> Result<Vec<(Component, Built)>, Vec<Diagnostic
         Ok(out)
     } else {
         Err(errs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `PARALLEL` names exactly the transform types whose built stage forks.
+    #[test]
+    fn parallel_lists_the_stages_that_fork() {
+        let options = |t: &str| match t {
+            "parse" => "format = \"json\"",
+            "regex" => "pattern = \"(?P<a>x)\"",
+            "filter" => "when = { level = \"error\" }",
+            "route" => "route.e = { level = \"error\" }",
+            "enrich" => "fields = { a = \"b\" }",
+            "sample" => "rate = 10",
+            "metrics" => "[[transforms.t.counter]]\nname = \"x_total\"\nhelp = \"h\"",
+            _ => "",
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for e in TRANSFORMS {
+            let text = format!(
+                "data_dir = \"{}\"\n[sources.s]\ntype = \"stdin\"\n[transforms.t]\ntype = \"{}\"\ninputs = [\"s\"]\n{}\n[sinks.o]\ntype = \"blackhole\"\ninputs = [\"t\"]\n",
+                dir.path().display(),
+                e.type_name,
+                options(e.type_name)
+            );
+            let cfg =
+                Config::parse("t.toml", &text, &|_| None).unwrap_or_else(|err| panic!("{}: {err:?}", e.type_name));
+            let c = cfg.components.iter().find(|c| c.name == "t").unwrap();
+            let t = (e.build)(&cfg, c).unwrap_or_else(|d| panic!("{}: {d:?}", e.type_name));
+            assert_eq!(t.fork().is_some(), PARALLEL.contains(&e.type_name), "{}", e.type_name);
+        }
     }
 }

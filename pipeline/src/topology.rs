@@ -1,6 +1,7 @@
 //! Wires built components into a running pipeline: one bounded edge per consumer
-//! (fan-in shares it; bounded in batches and in bytes, see `sluice_sources::edge`), fan-out clones batches to each consumer, one thread per
-//! component. Shutdown cascades: sources stop and drop their senders, each consumer
+//! (fan-in shares it; bounded in batches and in bytes, see `sluice_sources::edge`),
+//! fan-out clones batches to each consumer, one thread per component (stateless
+//! stages: one per worker). Shutdown cascades: sources stop and drop their senders, each consumer
 //! drains its channel, flushes and exits, and finally the checkpointers save.
 
 use crate::registry::Built;
@@ -188,12 +189,13 @@ pub fn start(
                     }
                 }
                 let name = c.name.clone();
+                let outputs = StageOutputs { out: default_out, named, stats };
                 threads.push(spawn_component(c.name.clone(), "xf", &failed, move || {
                     if forks.is_empty() {
-                        run_transform(t, rx, default_out, named, stats, rt);
+                        run_transform(t, rx, outputs, rt);
                     } else {
                         forks.insert(0, t);
-                        run_workers(&name, forks, rx, default_out, named, stats)?;
+                        run_workers(&name, forks, rx, outputs)?;
                     }
                     Ok(())
                 })?);
@@ -294,28 +296,32 @@ impl Running {
     }
 }
 
-fn run_transform(
-    mut t: Box<dyn Transform>,
-    mut rx: EdgeReceiver,
+/// Where a transform's batches go, and its counters.
+struct StageOutputs {
     out: Outputs,
     named: HashMap<String, Outputs>,
     stats: Arc<ComponentStats>,
-    rt: tokio::runtime::Handle,
-) {
-    let mut emit = |name: Option<&str>, batch: Batch| {
+}
+
+impl StageOutputs {
+    /// Send to the default output (`None`) or a named one.
+    fn emit(&self, output: Option<&str>, batch: Batch) {
         let n = batch.len() as u64;
-        let target = match name {
-            None => &out,
-            Some(o) => match named.get(o) {
-                Some(x) => x,
-                None => &out,
-            },
-        };
+        let target = output.and_then(|o| self.named.get(o)).unwrap_or(&self.out);
         // (A component without consumers still feeds its tap.)
         if target.send_blocking(batch) || target.is_empty() {
-            stats.events_out(n);
+            self.stats.events_out(n);
         }
-    };
+    }
+
+    fn count(&self, o: sluice_transforms::Outcome) {
+        self.stats.dropped(o.dropped, o.reason);
+        self.stats.parse_errors(o.errors);
+    }
+}
+
+fn run_transform(mut t: Box<dyn Transform>, mut rx: EdgeReceiver, outputs: StageOutputs, rt: tokio::runtime::Handle) {
+    let mut emit = |name: Option<&str>, batch: Batch| outputs.emit(name, batch);
     let tick = t.tick_interval();
     loop {
         let next = match tick {
@@ -329,10 +335,9 @@ fn run_transform(
             },
         };
         let Some(batch) = next else { break };
-        stats.events_in(batch.len() as u64, 0);
+        outputs.stats.events_in(batch.len() as u64, 0);
         let o = t.process(batch, &mut emit);
-        stats.dropped(o.dropped, o.reason);
-        stats.parse_errors(o.errors);
+        outputs.count(o);
         if tick.is_some() {
             t.tick(&mut emit);
         }
@@ -363,23 +368,14 @@ fn run_workers(
     name: &str,
     workers: Vec<Box<dyn Transform>>,
     rx: EdgeReceiver,
-    out: Outputs,
-    named: HashMap<String, Outputs>,
-    stats: Arc<ComponentStats>,
+    outputs: StageOutputs,
 ) -> anyhow::Result<()> {
     let input = Mutex::new((rx, 0u64));
     let order = Mutex::new(InOrder { next: 0, done: Default::default() });
-    let emit = |output: Option<&str>, batch: Batch| {
-        let n = batch.len() as u64;
-        let target = output.and_then(|o| named.get(o)).unwrap_or(&out);
-        if target.send_blocking(batch) || target.is_empty() {
-            stats.events_out(n);
-        }
-    };
     let panicked = AtomicBool::new(false);
     std::thread::scope(|scope| -> std::io::Result<()> {
         for (i, mut t) in workers.into_iter().enumerate() {
-            let (input, order, emit, stats, panicked) = (&input, &order, &emit, &stats, &panicked);
+            let (input, order, outputs, panicked) = (&input, &order, &outputs, &panicked);
             std::thread::Builder::new().name(format!("xf-{name}#{i}")).spawn_scoped(scope, move || {
                 loop {
                     let (seq, batch) = {
@@ -388,37 +384,31 @@ fn run_workers(
                         g.1 += 1;
                         (g.1 - 1, b)
                     };
-                    stats.events_in(batch.len() as u64, 0);
+                    outputs.stats.events_in(batch.len() as u64, 0);
                     let mut emitted = Vec::new();
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         t.process(batch, &mut |o: Option<&str>, b: Batch| emitted.push((o.map(str::to_owned), b)))
                     }));
-                    let outcome = match r {
-                        Ok(o) => Some(o),
+                    match r {
+                        Ok(o) => outputs.count(o),
                         Err(_) => {
                             // The batch's tokens were dropped while unwinding (failed). Stop the
                             // stage as a one-worker stage would: no more input is taken.
                             panicked.store(true, Ordering::Relaxed);
                             input.lock().unwrap_or_else(|p| p.into_inner()).0.close();
-                            None
                         }
-                    };
-                    if let Some(o) = outcome {
-                        stats.dropped(o.dropped, o.reason);
-                        stats.parse_errors(o.errors);
                     }
                     let mut g = order.lock().unwrap_or_else(|p| p.into_inner());
+                    let g = &mut *g;
                     g.done.insert(seq, emitted);
-                    loop {
-                        let next = g.next;
-                        let Some(ready) = g.done.remove(&next) else { break };
+                    while let Some(ready) = g.done.remove(&g.next) {
                         g.next += 1;
                         for (o, b) in ready {
-                            emit(o.as_deref(), b);
+                            outputs.emit(o.as_deref(), b);
                         }
                     }
                 }
-                t.finish(&mut |o: Option<&str>, b: Batch| emit(o, b));
+                t.finish(&mut |o: Option<&str>, b: Batch| outputs.emit(o, b));
             })?;
         }
         Ok(())

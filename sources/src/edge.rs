@@ -41,19 +41,26 @@ impl Room {
             // Registered before the check, so a release between the check and the wait
             // is not missed.
             freed.as_mut().enable();
-            {
-                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if s.1 {
-                    return Err(());
-                }
-                if s.0 == 0 || s.0 + size <= self.limit {
-                    s.0 += size;
-                    self.gauge.set(s.0 as f64);
-                    return Ok(Reserved { room: self.clone(), size });
-                }
+            if let Some(r) = self.try_reserve(size)? {
+                return Ok(r);
             }
             freed.await;
         }
+    }
+
+    /// Count `size` bytes in if they fit now: `Ok(None)` when they do not, Err when
+    /// the receiver is gone.
+    fn try_reserve(self: &Arc<Self>, size: usize) -> Result<Option<Reserved>, ()> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.1 {
+            return Err(());
+        }
+        if s.0 != 0 && s.0 + size > self.limit {
+            return Ok(None);
+        }
+        s.0 += size;
+        self.gauge.set(s.0 as f64);
+        Ok(Some(Reserved { room: self.clone(), size }))
     }
 
     fn release(&self, size: usize) {
@@ -144,25 +151,13 @@ impl EdgeSender {
         }
     }
 
-    /// Send from a thread outside the async runtime, blocking it until there is room.
-    pub fn blocking_send(&self, batch: Batch, size: usize) -> Result<(), Batch> {
-        futures::executor::block_on(self.send(batch, size))
-    }
-
     /// Send if there is room now.
     pub fn try_send(&self, batch: Batch, size: usize) -> Result<(), mpsc::error::TrySendError<Batch>> {
         use mpsc::error::TrySendError;
-        let reserved = {
-            let mut s = self.room.state.lock().unwrap_or_else(|p| p.into_inner());
-            if s.1 {
-                return Err(TrySendError::Closed(batch));
-            }
-            if !(s.0 == 0 || s.0 + size <= self.room.limit) {
-                return Err(TrySendError::Full(batch));
-            }
-            s.0 += size;
-            self.room.gauge.set(s.0 as f64);
-            Reserved { room: self.room.clone(), size }
+        let reserved = match self.room.try_reserve(size) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(TrySendError::Full(batch)),
+            Err(()) => return Err(TrySendError::Closed(batch)),
         };
         match self.tx.try_reserve() {
             Ok(permit) => {
@@ -259,7 +254,7 @@ mod tests {
         let (tx, mut rx) = edge(100, 1_000, "t");
         tx.try_send(batch(10), 900).unwrap();
         let t2 = tx.clone();
-        let h = std::thread::spawn(move || t2.blocking_send(batch(10), 900).is_ok());
+        let h = std::thread::spawn(move || futures::executor::block_on(t2.send(batch(10), 900)).is_ok());
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!h.is_finished(), "must wait for room");
         rx.blocking_recv().unwrap();
@@ -267,7 +262,7 @@ mod tests {
         rx.blocking_recv().unwrap();
         // Waiting when the receiver goes: the batch comes back.
         tx.try_send(batch(10), 900).unwrap();
-        let h = std::thread::spawn(move || tx.blocking_send(batch(10), 900).is_err());
+        let h = std::thread::spawn(move || futures::executor::block_on(tx.send(batch(10), 900)).is_err());
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(rx);
         assert!(h.join().unwrap());

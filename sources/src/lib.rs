@@ -62,18 +62,7 @@ impl Outputs {
     /// Send a batch to every edge, waiting for room. Returns false when every receiver
     /// is gone.
     pub fn send_blocking(&self, batch: Batch) -> bool {
-        self.tap(&batch);
-        let n = self.senders.len();
-        if n == 0 {
-            return false;
-        }
-        let size = edge::batch_bytes(&batch);
-        let mut ok = false;
-        for s in &self.senders[..n - 1] {
-            ok |= s.blocking_send(batch.fan_out_clone(), size).is_ok();
-        }
-        ok |= self.senders[n - 1].blocking_send(batch, size).is_ok();
-        ok
+        futures::executor::block_on(self.send(batch))
     }
     /// Send a batch to every edge from async code, waiting for room. Returns false when
     /// every receiver is gone.

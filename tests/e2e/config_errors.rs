@@ -192,3 +192,24 @@ fn s3_keys_may_not_read_fields_marked_sensitive() {
     let (code, _, err) = validate(&cfg.replace("{user_id}", "{source}"));
     assert_eq!(code, 0, "{err}");
 }
+
+/// `buffer_batches` and `workers` take positive integers, and only transforms take
+/// `workers`; each error points at the value.
+#[test]
+fn edge_and_worker_counts_are_checked() {
+    expect_error(
+        &format!("{SRC}[sinks.out]\ntype = \"console\"\ninputs = [\"app\"]\nbuffer_batches = 0\n"),
+        "CFG:7:18: `sinks.out.buffer_batches`: expected a positive integer",
+    );
+    expect_error(
+        &format!("{SRC}[sinks.out]\ntype = \"console\"\ninputs = [\"app\"]\nworkers = 2\n"),
+        "CFG:7:11: `sinks.out.workers`: only transforms take `workers`",
+    );
+    expect_error(
+        &format!(
+            "{SRC}[transforms.m]\ntype = \"mask\"\ninputs = [\"app\"]\nworkers = \"two\"\n{}",
+            SINK.replace("app", "m")
+        ),
+        "CFG:7:11: `transforms.m.workers`: expected a positive integer",
+    );
+}

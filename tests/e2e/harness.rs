@@ -101,6 +101,17 @@ pub fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The value of metric `name` of `component` on sluice's /metrics (0 if absent or the
+/// API is not up yet).
+pub fn metric(api: u16, name: &str, component: &str) -> f64 {
+    let Some((_, body)) = http_get(api, "/metrics", None) else { return 0.0 };
+    let label = format!("component=\"{component}\"");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Every complete NDJSON line of the `.ndjson` files in `dir`, in file-name order.
 pub fn read_events(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();

@@ -297,17 +297,6 @@ fn s3_outage_of_30s_holds_data_back_and_loses_nothing() {
     assert!(failures_during >= 2.0, "failed requests counted: {failures_during}");
 }
 
-/// The value of metric `name` of `component` on sluice's /metrics (0 if absent or the
-/// API is not up yet).
-fn metric(api: u16, name: &str, component: &str) -> f64 {
-    let Some((_, body)) = http_get(api, "/metrics", None) else { return 0.0 };
-    let label = format!("component=\"{component}\"");
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// `n` lines of about 150 bytes that compress only about 3:1 (random hex), so that
 /// 300 MB make a compressed object of many parts.
 fn write_big_log(path: &Path, lines: u64) {

@@ -127,22 +127,19 @@ fn workers_keep_order_and_edges_are_bounded_in_bytes() {
         o = fifo.display()
     );
     let mut s = Sluice::start(dir.path(), &cfg);
-    let metric = |name: &str, component: &str| -> Option<f64> {
-        let (_, body) = http_get(port, "/metrics", None)?;
-        let want = format!("component=\"{component}\"");
-        body.lines().find(|l| l.starts_with(name) && l.contains(&want)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    };
     // Held back: every edge filled up to its bound.
     assert!(
-        wait_until(Duration::from_secs(20), || metric("sluice_buffer_bytes", "pii").is_some_and(|b| b > 0.0)
-            && metric("sluice_buffer_bytes", "keep").is_some_and(|b| b > 0.0)),
+        wait_until(Duration::from_secs(20), || metric(port, "sluice_buffer_bytes", "pii") > 0.0
+            && metric(port, "sluice_buffer_bytes", "keep") > 0.0),
         "stderr: {}",
         s.stderr()
     );
     std::thread::sleep(Duration::from_millis(500));
     let one_batch = 64.0 * 2200.0;
+    let (_, body) = http_get(port, "/metrics", None).expect("metrics");
     for c in ["pii", "keep", "out"] {
-        let b = metric("sluice_buffer_bytes", c).unwrap();
+        assert!(body.contains(&format!("sluice_buffer_bytes{{component=\"{c}\"}}")), "no gauge for {c}");
+        let b = metric(port, "sluice_buffer_bytes", c);
         assert!(b <= (1u64 << 20) as f64 + one_batch, "edge into {c} holds {b} bytes");
     }
     let rss = s.rss_kib();

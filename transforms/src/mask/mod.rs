@@ -29,7 +29,7 @@ use hmac::{Hmac, Mac};
 use regex::Regex;
 use serde::Deserialize;
 use sha2::Sha256;
-use sluice_event::{Batch, ByteStr, Event, Fields, Marks, Value};
+use sluice_event::{Batch, ByteStr, Event, Marks, Value};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
@@ -363,9 +363,9 @@ impl Mask {
         });
     }
 
-    /// Write `text` with `spans` (sorted, positions relative to `base`: `text` is a
-    /// window of the scanned string starting there) replaced, clipped to `text`; a span
-    /// overlapping one already replaced is skipped. Counts each replacement.
+    /// Write `text` with `spans` (as `find` leaves them: ordered, not overlapping;
+    /// positions relative to `base`, `text` being a window of the scanned string
+    /// starting there) replaced, clipped to `text`. Counts each replacement.
     ///
     /// Written into a buffer kept across calls, then copied once into a string of
     /// exactly its size (one allocation per masked value).
@@ -373,11 +373,7 @@ impl Mask {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let mut pos = 0;
-        let mut replaced_to = 0;
         for s in spans {
-            if s.start < replaced_to {
-                continue;
-            }
             let start = s.start.max(base) - base;
             let end = s.end.min(base + text.len()).saturating_sub(base);
             if end <= start {
@@ -399,7 +395,6 @@ impl Mask {
             }
             self.counts[s.det] += 1;
             pos = end;
-            replaced_to = s.end;
         }
         out.push_str(&text[pos..]);
         let masked = ByteStr::from(out.as_str());
@@ -439,22 +434,15 @@ impl Mask {
                 }
                 any
             }
-            Value::Map(m) => self.mask_fields(m, false),
+            Value::Map(m) => {
+                let mut any = false;
+                for (_, v) in m.iter_mut() {
+                    any |= self.mask_value(v);
+                }
+                any
+            }
             _ => false,
         }
-    }
-
-    fn mask_fields(&mut self, f: &mut Fields, top: bool) -> bool {
-        let mut any = false;
-        let skip = std::mem::take(&mut self.skip);
-        for (k, v) in f.iter_mut() {
-            if top && skip.iter().any(|s| s == k) {
-                continue;
-            }
-            any |= self.mask_value(v);
-        }
-        self.skip = skip;
-        any
     }
 
     /// Replace the whole value of each sensitive field present.
@@ -583,6 +571,7 @@ impl Transform for Mask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_event::Fields;
 
     fn mask(cfg: &str, text: &str) -> String {
         let c: MaskConfig = toml::from_str(cfg).unwrap();
