@@ -130,8 +130,10 @@ pub struct Component {
     /// Threads running a transform that can run on several (`workers`); None: the
     /// default (every core for such stages, one for the others).
     pub workers: Option<usize>,
+    /// A sink's `buffer` table, decoded by the pipeline (`sluice_sinks::buffer`).
+    pub buffer: Option<toml::Value>,
     /// The component's own options (everything but `type`, `inputs`, `buffer_batches`,
-    /// `workers`),
+    /// `workers`, `buffer`),
     /// with environment variables interpolated.
     pub options: toml::Table,
 }
@@ -449,6 +451,12 @@ impl Config {
                 "workers",
                 (kind != Kind::Transform).then(|| format!("`{dotted}.workers`: only transforms take `workers`")),
             );
+            let buffer = options.remove("buffer");
+            if buffer.is_some() && kind != Kind::Sink {
+                let mut p = path.clone();
+                p.push(PathSeg::Key("buffer".into()));
+                errors.push(self.diag_key(&p, format!("`{dotted}.buffer`: only sinks take `buffer`")));
+            }
             self.components.push(Component {
                 kind,
                 name,
@@ -456,6 +464,7 @@ impl Config {
                 inputs: inputs.into_iter().map(|(_, i)| i).collect(),
                 buffer_batches,
                 workers,
+                buffer,
                 options,
             });
         }
@@ -465,6 +474,19 @@ impl Config {
     /// and wrong types come back located at the offending key or value.
     pub fn decode<T: DeserializeOwned>(&self, c: &Component) -> Result<T, Diagnostic> {
         self.decode_at(&component_path(c), toml::Value::Table(c.options.clone()))
+    }
+
+    /// Decode the value of a component's option `key` (taken out of its options, as
+    /// `buffer`) into its typed config; errors are located like [`Config::decode`]'s.
+    pub fn decode_option<T: DeserializeOwned>(
+        &self,
+        c: &Component,
+        key: &str,
+        value: toml::Value,
+    ) -> Result<T, Diagnostic> {
+        let mut p = component_path(c);
+        p.push(PathSeg::Key(key.into()));
+        self.decode_at(&p, value)
     }
 
     fn decode_at<T: DeserializeOwned>(&self, base: &[PathSeg], value: toml::Value) -> Result<T, Diagnostic> {

@@ -17,6 +17,7 @@
 //! state under `data_dir`: versioned JSON documents written crash-safely).
 
 pub mod ack;
+pub mod codec;
 pub mod hash;
 mod level;
 pub mod ndjson;
@@ -114,6 +115,14 @@ impl Marks {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.bits == 0
+    }
+    /// The flags as one byte (for [`codec`]).
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+    /// Flags from [`Marks::bits`] (no split part).
+    pub fn from_bits(bits: u8) -> Marks {
+        Marks { bits, split_part: 0 }
     }
 }
 

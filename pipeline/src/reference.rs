@@ -192,6 +192,16 @@ pub fn render() -> String {
     table_of(&mut doc, &rows(&schemars::schema_for!(sluice_config::cases::TestCase)));
     section(&mut doc, "Sources (`[sources.NAME]`)", SOURCES);
     section(&mut doc, "Transforms (`[transforms.NAME]`)", TRANSFORMS);
+    doc.push_str(
+        "### A sink's `buffer`\n\n\
+         Every sink takes `buffer = { type = \"memory\" | \"disk\", ... }`: what its input waits in.\n\
+         A disk buffer keeps batches in `data_dir/buffers/<sink>/` and acknowledges them to the source\n\
+         once they are on disk (one `fdatasync` per group of batches): they survive `kill -9` and are\n\
+         delivered after a restart. `when_full = \"block\"` holds the producers back (and with them every\n\
+         sink sharing their source); `\"drop_newest\"` drops what does not fit and counts it in\n\
+         `sluice_events_dropped_total{reason=\"buffer_full\"}`.\n\n",
+    );
+    table_of(&mut doc, &rows(&schemars::schema_for!(sluice_sinks::buffer::BufferConfig)));
     section(&mut doc, "Sinks (`[sinks.NAME]`)", SINKS);
     doc
 }
@@ -207,6 +217,7 @@ mod tests {
             ("api".to_string(), schemars::schema_for!(sluice_config::ApiConfig)),
             ("pipeline".to_string(), schemars::schema_for!(sluice_config::PipelineConfig)),
             ("tests".to_string(), schemars::schema_for!(sluice_config::cases::TestCase)),
+            ("buffer".to_string(), schemars::schema_for!(sluice_sinks::buffer::BufferConfig)),
         ];
         all.extend(SOURCES.iter().map(|e| (format!("sources type {}", e.type_name), (e.schema)())));
         all.extend(TRANSFORMS.iter().map(|e| (format!("transforms type {}", e.type_name), (e.schema)())));

@@ -155,7 +155,8 @@ pub fn exporter_settings(cfg: &Config) -> ExporterSettings {
 pub enum Built {
     Source(Box<dyn Source>),
     Transform(Box<dyn Transform>),
-    Sink(Box<dyn Sink>),
+    /// The sink and what its input waits in.
+    Sink(Box<dyn Sink>, sinks::buffer::BufferConfig),
 }
 
 fn lookup<'a, B>(table: &'a [Entry<B>], name: &str) -> Option<&'a Entry<B>> {
@@ -182,6 +183,16 @@ fn unknown_type(cfg: &Config, c: &Component, known: Vec<&str>) -> Diagnostic {
             sluice_config::list(&known)
         ),
     )
+}
+
+/// A sink's `buffer` option (memory by default).
+fn sink_buffer(cfg: &Config, c: &Component) -> Result<sinks::buffer::BufferConfig, Diagnostic> {
+    let Some(v) = &c.buffer else { return Ok(Default::default()) };
+    let b: sinks::buffer::BufferConfig = cfg.decode_option(c, "buffer", v.clone())?;
+    b.check().map_err(|(key, msg)| {
+        cfg.error_at_option(c, &format!("buffer.{key}"), format!("`sinks.{}.buffer.{key}`: {msg}", c.name))
+    })?;
+    Ok(b)
 }
 
 /// Build one component from its config (no side effects).
@@ -211,7 +222,10 @@ pub fn build(cfg: &Config, c: &Component) -> Result<Built, Diagnostic> {
             None => Err(unknown_type(cfg, c, names(TRANSFORMS))),
         },
         Kind::Sink => match lookup(SINKS, &c.type_name) {
-            Some(e) => (e.build)(cfg, c).map(Built::Sink),
+            Some(e) => {
+                let buffer = sink_buffer(cfg, c)?;
+                (e.build)(cfg, c).map(|s| Built::Sink(s, buffer))
+            }
             None => Err(unknown_type(cfg, c, names(SINKS))),
         },
     }

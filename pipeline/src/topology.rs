@@ -9,8 +9,9 @@ use sluice_config::{Config, Kind};
 use sluice_event::stats::ComponentStats;
 use sluice_event::tap::Tap;
 use sluice_event::{Ack, Batch};
+use sluice_sinks::buffer::{disk, BufferType, WhenFull};
 use sluice_sinks::Sink;
-use sluice_sources::edge::{edge, EdgeReceiver, EdgeSender};
+use sluice_sources::edge::{edge, edge_with, EdgeLimits, EdgeReceiver, EdgeSender};
 use sluice_sources::{BatchLimits, Outputs, SourceContext};
 use sluice_transforms::Transform;
 use std::collections::{HashMap, VecDeque};
@@ -111,13 +112,44 @@ pub fn start(
         max_bytes: cfg.pipeline.batch_max_bytes.as_usize().max(4096),
     };
 
+    // Counters first: an edge that drops what does not fit counts into its consumer's.
+    let stats_of: HashMap<String, Arc<ComponentStats>> = built
+        .iter()
+        .map(|(c, _)| {
+            let kind = match c.kind {
+                Kind::Source => "source",
+                Kind::Transform => "transform",
+                Kind::Sink => "sink",
+            };
+            (c.name.clone(), Arc::new(ComponentStats::new(&c.name, kind, &c.type_name)))
+        })
+        .collect();
     // One input channel per consumer.
     let mut senders: HashMap<String, EdgeSender> = HashMap::new();
     let mut receivers: HashMap<String, EdgeReceiver> = HashMap::new();
-    for (c, _) in &built {
+    for (c, b) in &built {
         if c.kind != Kind::Source {
-            let cap = c.buffer_batches.unwrap_or(cfg.pipeline.buffer_batches).max(1);
-            let (tx, rx) = edge(cap, cfg.pipeline.buffer_bytes.as_usize(), &c.name);
+            let mut limits = EdgeLimits {
+                batches: c.buffer_batches.unwrap_or(cfg.pipeline.buffer_batches).max(1),
+                bytes: cfg.pipeline.buffer_bytes.as_usize(),
+                events: usize::MAX,
+                drop_newest: None,
+            };
+            // A sink's memory buffer: its input edge, with its own bound and policy. (A
+            // disk buffer takes from a default edge and applies `when_full` itself.)
+            if let Built::Sink(_, buf) = b {
+                if buf.kind == BufferType::Memory {
+                    if let Some(n) = buf.max_events {
+                        limits.batches = n;
+                        limits.bytes = usize::MAX;
+                        limits.events = n;
+                    }
+                    if buf.when_full == WhenFull::DropNewest {
+                        limits.drop_newest = Some(stats_of[&c.name].clone());
+                    }
+                }
+            }
+            let (tx, rx) = edge_with(limits, &c.name);
             senders.insert(c.name.clone(), tx);
             receivers.insert(c.name.clone(), rx);
         }
@@ -138,12 +170,7 @@ pub fn start(
     let mut sinks_left = 0;
     let mut taps = HashMap::new();
     for (c, b) in built {
-        let kind = match c.kind {
-            Kind::Source => "source",
-            Kind::Transform => "transform",
-            Kind::Sink => "sink",
-        };
-        let stats = Arc::new(ComponentStats::new(&c.name, kind, &c.type_name));
+        let stats = stats_of[&c.name].clone();
         all_stats.push(stats.clone());
         let tap = Arc::new(Tap::new());
         if c.kind != Kind::Sink {
@@ -200,13 +227,27 @@ pub fn start(
                     Ok(())
                 })?);
             }
-            Built::Sink(s) => {
+            Built::Sink(s, buffer) => {
                 sinks_left += 1;
                 let rx = receivers.remove(&c.name).expect("sink channel");
                 let name = c.name.clone();
                 let done = done_tx.clone();
                 let abort = abort.clone();
                 let rt = tokio::runtime::Handle::current();
+                let buffer_dir = cfg.data_dir.join("buffers").join(&c.name);
+                let disk = (buffer.kind == BufferType::Disk).then(|| DiskSink {
+                    dir: buffer_dir.clone(),
+                    max_bytes: buffer.disk_bytes(),
+                    when_full: buffer.when_full,
+                    edge: (cfg.pipeline.buffer_batches, cfg.pipeline.buffer_bytes.as_usize()),
+                    drain_timeout: *cfg.pipeline.drain_timeout,
+                });
+                if disk.is_none() {
+                    let left = sluice_sinks::buffer::disk::leftover_bytes(&buffer_dir);
+                    if left > 0 {
+                        tracing::warn!(component = %c.name, bytes = left, dir = %buffer_dir.display(), "a disk buffer from an earlier run still holds events, but this sink now has a memory buffer: they are not delivered until `buffer.type = \"disk\"` is set again");
+                    }
+                }
                 stats.set_started();
                 threads.push(spawn_component(c.name.clone(), "sink", &failed, move || {
                     // Report completion even when the sink panics, so shutdown proceeds.
@@ -217,7 +258,10 @@ pub fn start(
                         }
                     }
                     let _done = Done(done, name);
-                    run_sink(s, rx, &stats, &abort, &rt);
+                    match disk {
+                        None => run_sink(s, rx, &stats, &abort, &rt),
+                        Some(d) => run_disk_buffered(d, s, rx, &stats, &abort, &rt)?,
+                    }
                     Ok(())
                 })?);
             }
@@ -529,6 +573,114 @@ fn run_sink(
             a.fail();
         }
     }
+}
+
+/// A sink behind a disk buffer.
+struct DiskSink {
+    dir: std::path::PathBuf,
+    max_bytes: u64,
+    when_full: WhenFull,
+    /// The edge from the reader to the sink: batches, bytes.
+    edge: (usize, usize),
+    drain_timeout: Duration,
+}
+
+/// Run a sink behind its disk buffer: a writer thread appends what arrives on the input
+/// edge and acknowledges it once committed to disk; a reader thread feeds the sink from
+/// disk, and the buffer forgets batches only when the sink has made them durable.
+fn run_disk_buffered(
+    d: DiskSink,
+    sink: Box<dyn Sink>,
+    mut rx: EdgeReceiver,
+    stats: &ComponentStats,
+    abort: &AtomicBool,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let (mut writer, mut reader) = disk::open(&d.dir, d.max_bytes, &stats.name)
+        .map_err(|e| anyhow::anyhow!("disk buffer {}: {e}", d.dir.display()))?;
+    let (to_sink, from_disk) = edge(d.edge.0, d.edge.1, &stats.name);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let w = std::thread::Builder::new().name(format!("buf-{}", stats.name)).spawn_scoped(scope, move || {
+            let mut held: Vec<Vec<Ack>> = Vec::new();
+            let r = (|| -> std::io::Result<()> {
+                while let Some(batch) = rx.blocking_recv() {
+                    let mut next = Some(batch);
+                    // Group what is already waiting under one commit.
+                    while let Some(batch) = next.take() {
+                        if writer.is_full() {
+                            match d.when_full {
+                                WhenFull::DropNewest => {
+                                    stats.dropped(batch.len() as u64, "buffer_full");
+                                    drop(batch);
+                                    next = rx.try_recv().ok();
+                                    continue;
+                                }
+                                WhenFull::Block => {
+                                    writer.commit()?;
+                                    held.clear();
+                                    while !writer.wait_for_room(abort, Duration::from_millis(500))? {
+                                        if abort.load(Ordering::Relaxed) {
+                                            for a in batch.acks.iter() {
+                                                a.fail();
+                                            }
+                                            return Ok(());
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        if let Err(e) = writer.append(&batch) {
+                            for a in &batch.acks {
+                                a.fail();
+                            }
+                            return Err(e);
+                        }
+                        held.push(batch.acks);
+                        if writer.uncommitted() < disk::GROUP_BYTES {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    writer.commit()?;
+                    // On disk: the input is acknowledged.
+                    held.clear();
+                }
+                Ok(())
+            })();
+            if r.is_err() {
+                for a in held.iter().flatten() {
+                    a.fail();
+                }
+            }
+            rx.close();
+            while let Ok(b) = rx.try_recv() {
+                for a in &b.acks {
+                    a.fail();
+                }
+            }
+            let closed = writer.close();
+            r.and(closed)
+        })?;
+        let name = stats.name.clone();
+        let r = std::thread::Builder::new().name(format!("bufr-{name}")).spawn_scoped(scope, move || {
+            let r = (|| -> std::io::Result<()> {
+                while let Some(batch) = reader.next(abort)? {
+                    let size = sluice_sources::edge::batch_bytes(&batch);
+                    if futures::executor::block_on(to_sink.send(batch, size)).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            drop(to_sink);
+            r.and(reader.finish(abort, d.drain_timeout))
+        })?;
+        run_sink(sink, from_disk, stats, abort, rt);
+        let wr = w.join().map_err(|_| anyhow::anyhow!("disk buffer writer panicked"))?;
+        let rr = r.join().map_err(|_| anyhow::anyhow!("disk buffer reader panicked"))?;
+        wr.map_err(|e| anyhow::anyhow!("disk buffer {}: {e}", d.dir.display()))?;
+        rr.map_err(|e| anyhow::anyhow!("disk buffer {}: {e}", d.dir.display()))?;
+        Ok(())
+    })
 }
 
 /// Run `op` until it succeeds, backing off from 100 ms to 5 s with ±20% jitter (or as

@@ -7,6 +7,7 @@
 //! code, and a `build` step that turns the config into a running sink.
 
 pub mod blackhole;
+pub mod buffer;
 pub mod console;
 pub mod file;
 pub mod loki;

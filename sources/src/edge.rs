@@ -6,6 +6,7 @@
 //! edge is empty. The bytes waiting on each consumer's edge are on `/metrics` as
 //! `sluice_buffer_bytes{component}`.
 
+use sluice_event::stats::ComponentStats;
 use sluice_event::{Batch, Event};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
@@ -22,66 +23,80 @@ fn event_bytes(e: &Event) -> usize {
     e.raw.len() + std::mem::size_of::<Event>() + e.fields.capacity() * 64
 }
 
-/// Bytes in flight on one edge, shared by its senders and its receiver.
+/// Bytes and events in flight on one edge, shared by its senders and its receiver.
 struct Room {
     limit: usize,
-    /// (bytes in flight, receiver gone)
-    state: Mutex<(usize, bool)>,
+    /// Most events in flight (`usize::MAX`: no limit but bytes and batches).
+    max_events: usize,
+    state: Mutex<RoomState>,
     freed: Notify,
     gauge: metrics::Gauge,
+    /// `when_full = "drop_newest"`: a batch that does not fit is dropped and counted
+    /// here instead of waiting.
+    drop_newest: Option<Arc<ComponentStats>>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    bytes: usize,
+    events: usize,
+    receiver_gone: bool,
 }
 
 impl Room {
-    /// Count `size` bytes in, waiting until they fit (or the edge is empty). Err when
-    /// the receiver is gone.
-    async fn reserve(self: &Arc<Self>, size: usize) -> Result<Reserved, ()> {
+    /// Count a batch in, waiting until it fits (or the edge is empty). Err when the
+    /// receiver is gone.
+    async fn reserve(self: &Arc<Self>, size: usize, events: usize) -> Result<Reserved, ()> {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             // Registered before the check, so a release between the check and the wait
             // is not missed.
             freed.as_mut().enable();
-            if let Some(r) = self.try_reserve(size)? {
+            if let Some(r) = self.try_reserve(size, events)? {
                 return Ok(r);
             }
             freed.await;
         }
     }
 
-    /// Count `size` bytes in if they fit now: `Ok(None)` when they do not, Err when
-    /// the receiver is gone.
-    fn try_reserve(self: &Arc<Self>, size: usize) -> Result<Option<Reserved>, ()> {
+    /// Count a batch in if it fits now: `Ok(None)` when it does not, Err when the
+    /// receiver is gone.
+    fn try_reserve(self: &Arc<Self>, size: usize, events: usize) -> Result<Option<Reserved>, ()> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.1 {
+        if s.receiver_gone {
             return Err(());
         }
-        if s.0 != 0 && s.0 + size > self.limit {
+        if s.bytes != 0 && (s.bytes + size > self.limit || s.events + events > self.max_events) {
             return Ok(None);
         }
-        s.0 += size;
-        self.gauge.set(s.0 as f64);
-        Ok(Some(Reserved { room: self.clone(), size }))
+        s.bytes += size;
+        s.events += events;
+        self.gauge.set(s.bytes as f64);
+        Ok(Some(Reserved { room: self.clone(), size, events }))
     }
 
-    fn release(&self, size: usize) {
+    fn release(&self, size: usize, events: usize) {
         {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            s.0 -= size;
-            self.gauge.set(s.0 as f64);
+            s.bytes -= size;
+            s.events -= events;
+            self.gauge.set(s.bytes as f64);
         }
         self.freed.notify_waiters();
     }
 
     fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).receiver_gone = true;
         self.freed.notify_waiters();
     }
 }
 
-/// Bytes counted in; released on drop unless the batch was sent.
+/// A batch counted in; released on drop unless the batch was sent.
 struct Reserved {
     room: Arc<Room>,
     size: usize,
+    events: usize,
 }
 
 impl Reserved {
@@ -94,19 +109,40 @@ impl Reserved {
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        self.room.release(self.size);
+        self.room.release(self.size, self.events);
     }
+}
+
+/// How much an edge holds and what happens when it is full.
+#[derive(Clone)]
+pub struct EdgeLimits {
+    /// Most batches.
+    pub batches: usize,
+    /// About this many bytes ([`batch_bytes`]); a larger batch passes alone.
+    pub bytes: usize,
+    /// Most events (`usize::MAX`: no limit of its own).
+    pub events: usize,
+    /// Drop what does not fit (counted as `buffer_full` drops of these stats) instead
+    /// of waiting for room.
+    pub drop_newest: Option<Arc<ComponentStats>>,
 }
 
 /// Create an edge holding at most `batches` batches and about `bytes` bytes, for the
 /// consumer `component` (the label of its `sluice_buffer_bytes`).
 pub fn edge(batches: usize, bytes: usize, component: &str) -> (EdgeSender, EdgeReceiver) {
-    let (tx, rx) = mpsc::channel(batches.max(1));
+    edge_with(EdgeLimits { batches, bytes, events: usize::MAX, drop_newest: None }, component)
+}
+
+/// Create an edge with the given limits and policy.
+pub fn edge_with(limits: EdgeLimits, component: &str) -> (EdgeSender, EdgeReceiver) {
+    let (tx, rx) = mpsc::channel(limits.batches.max(1));
     let room = Arc::new(Room {
-        limit: bytes.max(1),
-        state: Mutex::new((0, false)),
+        limit: limits.bytes.max(1),
+        max_events: limits.events.max(1),
+        state: Mutex::new(RoomState::default()),
         freed: Notify::new(),
         gauge: metrics::gauge!("sluice_buffer_bytes", "component" => component.to_string()),
+        drop_newest: limits.drop_newest,
     });
     (EdgeSender { tx, room: room.clone() }, EdgeReceiver { rx, room })
 }
@@ -132,17 +168,27 @@ impl EdgePermit<'_> {
 }
 
 impl EdgeSender {
-    /// Wait for room for a batch of `size` bytes. Err when the receiver is gone.
-    /// Dropping the future while it waits takes nothing.
-    pub async fn reserve(&self, size: usize) -> Result<EdgePermit<'_>, ()> {
-        let reserved = self.room.reserve(size).await?;
+    /// Wait for room for a batch of `size` bytes and `events` events. Err when the
+    /// receiver is gone. Dropping the future while it waits takes nothing.
+    pub async fn reserve(&self, size: usize, events: usize) -> Result<EdgePermit<'_>, ()> {
+        let reserved = self.room.reserve(size, events).await?;
         let permit = self.tx.reserve().await.map_err(|_| ())?;
         Ok(EdgePermit { permit, reserved })
     }
 
     /// Send, waiting for room. Returns the batch back when the receiver is gone.
     pub async fn send(&self, batch: Batch, size: usize) -> Result<(), Batch> {
-        match self.reserve(size).await {
+        if self.drops_when_full() {
+            return match self.try_send(batch, size) {
+                Err(mpsc::error::TrySendError::Full(b)) => {
+                    self.drop_full(b);
+                    Ok(())
+                }
+                Err(mpsc::error::TrySendError::Closed(b)) => Err(b),
+                Ok(()) => Ok(()),
+            };
+        }
+        match self.reserve(size, batch.len()).await {
             Ok(p) => {
                 p.send(batch);
                 Ok(())
@@ -151,10 +197,24 @@ impl EdgeSender {
         }
     }
 
+    /// True when the consumer drops what does not fit (`when_full = "drop_newest"`).
+    pub fn drops_when_full(&self) -> bool {
+        self.room.drop_newest.is_some()
+    }
+
+    /// Drop a batch that did not fit, counting it; its tokens are released (the events
+    /// are accounted for as dropped, not held back).
+    pub fn drop_full(&self, batch: Batch) {
+        if let Some(stats) = &self.room.drop_newest {
+            stats.dropped(batch.len() as u64, "buffer_full");
+        }
+        drop(batch);
+    }
+
     /// Send if there is room now.
     pub fn try_send(&self, batch: Batch, size: usize) -> Result<(), mpsc::error::TrySendError<Batch>> {
         use mpsc::error::TrySendError;
-        let reserved = match self.room.try_reserve(size) {
+        let reserved = match self.room.try_reserve(size, batch.len()) {
             Ok(Some(r)) => r,
             Ok(None) => return Err(TrySendError::Full(batch)),
             Err(()) => return Err(TrySendError::Closed(batch)),
@@ -179,7 +239,7 @@ pub struct EdgeReceiver {
 impl EdgeReceiver {
     #[inline]
     fn taken(&self, (batch, size): (Batch, usize)) -> Batch {
-        self.room.release(size);
+        self.room.release(size, batch.len());
         batch
     }
 
@@ -266,5 +326,26 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(rx);
         assert!(h.join().unwrap());
+    }
+
+    #[test]
+    fn bounded_in_events_and_drop_newest_drops_counted_without_waiting() {
+        let stats = Arc::new(ComponentStats::new("sink", "sink", "loki"));
+        let limits = EdgeLimits { batches: 100, bytes: usize::MAX, events: 2, drop_newest: Some(stats.clone()) };
+        let (tx, mut rx) = edge_with(limits, "t");
+        let (atx, arx) = std::sync::mpsc::channel();
+        for seq in 0..4 {
+            let mut b = batch(10);
+            b.acks.push(sluice_event::Ack::new(0, seq, atx.clone()));
+            // Never waits: the third and fourth do not fit and are dropped.
+            futures::executor::block_on(tx.send(b, 200)).unwrap();
+        }
+        assert_eq!(stats.snapshot().events_dropped.get("buffer_full"), Some(&2));
+        // The dropped batches are acknowledged (accounted for), not failed.
+        let acked: Vec<_> = arx.try_iter().collect();
+        assert_eq!(acked.iter().map(|a| (a.seq, a.failed)).collect::<Vec<_>>(), vec![(2, false), (3, false)]);
+        rx.try_recv().unwrap();
+        rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -107,10 +107,15 @@ impl Outputs {
                     continue;
                 }
                 Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => continue,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(b)) if s.drops_when_full() => {
+                    s.drop_full(b);
+                    ok = true;
+                    continue;
+                }
                 Err(tokio::sync::mpsc::error::TrySendError::Full(b)) => b,
             };
             loop {
-                match rt.block_on(async { tokio::time::timeout(every, s.reserve(size)).await }) {
+                match rt.block_on(async { tokio::time::timeout(every, s.reserve(size, b.len())).await }) {
                     Ok(Ok(permit)) => {
                         permit.send(b);
                         ok = true;

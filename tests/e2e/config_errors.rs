@@ -213,3 +213,39 @@ fn edge_and_worker_counts_are_checked() {
         "CFG:7:11: `transforms.m.workers`: expected a positive integer",
     );
 }
+
+/// A sink's `buffer`: the keys of its type only, known values, only on sinks; each
+/// error points at the key or value.
+#[test]
+fn sink_buffers_are_checked() {
+    let sink = |buffer: &str| format!("{SRC}[sinks.out]\ntype = \"console\"\ninputs = [\"app\"]\nbuffer = {buffer}\n");
+    expect_error(
+        &sink("{ type = \"disk\", max_events = 5 }"),
+        "CFG:7:40: `sinks.out.buffer.max_events`: `max_events` is for memory buffers; a disk buffer takes `max_bytes`",
+    );
+    expect_error(
+        &sink("{ type = \"tape\" }"),
+        "CFG:7:19: `sinks.out.buffer.type`: unknown variant `tape`, expected `memory` or `disk`",
+    );
+    expect_error(
+        &sink("{ type = \"memory\", when_full = \"drop_oldest\" }"),
+        "CFG:7:41: `sinks.out.buffer.when_full`: unknown variant `drop_oldest`, expected `block` or `drop_newest`",
+    );
+    expect_error(
+        &sink("{ type = \"disk\", max_bytes = \"10KiB\" }"),
+        "CFG:7:39: `sinks.out.buffer.max_bytes`: `max_bytes` must be at least 1MiB",
+    );
+    expect_error(
+        &sink("{ type = \"disk\", size = \"1GiB\" }"),
+        "CFG:7:27: `sinks.out.buffer.size`: unknown key `size`, expected one of `type`, `max_events`, `max_bytes`, `when_full`",
+    );
+    expect_error(
+        &format!(
+            "{SRC}[transforms.m]\ntype = \"mask\"\ninputs = [\"app\"]\nbuffer = {{ type = \"disk\" }}\n{}",
+            SINK.replace("app", "m")
+        ),
+        "CFG:7:1: `transforms.m.buffer`: only sinks take `buffer`",
+    );
+    let (code, _, err) = validate(&sink("{ type = \"disk\", max_bytes = \"2GiB\", when_full = \"drop_newest\" }"));
+    assert_eq!(code, 0, "{err}");
+}

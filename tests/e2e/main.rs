@@ -13,6 +13,7 @@ mod s3;
 mod api;
 mod config_errors;
 mod corpus;
+mod delivery;
 mod docs;
 mod files_scale;
 mod guides;
