@@ -139,7 +139,7 @@ pub struct Component {
 }
 
 /// `[api]`: the admin HTTP API.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Listen address. Loopback unless configured otherwise.
@@ -157,7 +157,7 @@ impl Default for ApiConfig {
 }
 
 /// `[pipeline]`: batching and buffering.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Most events per batch.

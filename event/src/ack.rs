@@ -115,6 +115,10 @@ impl Tracker {
     pub fn committed(&self) -> Option<u64> {
         self.committed
     }
+    /// True once a batch failed: the checkpoint is pinned.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
     /// Batches emitted but not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.pending.len()

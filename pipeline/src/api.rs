@@ -1,10 +1,10 @@
-//! The admin HTTP API: health, Prometheus metrics, status, the sampling switch and
+//! The admin HTTP API: health, Prometheus metrics, status, the sampling switch,
 //! taps (`GET /api/v1/tap/COMPONENT?limit=N`: the events leaving a component, as
-//! NDJSON). Loopback by default; with `[api] token` set, every request needs
+//! NDJSON) and `POST /api/v1/reload` (read the config file again and apply it). Loopback by default; with `[api] token` set, every request needs
 //! `Authorization: Bearer TOKEN`.
 
 use crate::controls::{Controls, SamplingChange};
-use crate::topology::Shared;
+use crate::topology::{Loader, ReloadRequest, Shared};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -14,9 +14,17 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 
+/// How the API asks the runtime for a reload.
+#[derive(Clone)]
+pub struct Reload {
+    pub requests: tokio::sync::mpsc::Sender<ReloadRequest>,
+    pub loader: Loader,
+}
+
 #[derive(Clone)]
 pub struct ApiState {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<arc_swap::ArcSwap<Shared>>,
+    pub reload: Reload,
     pub controls: Arc<Controls>,
     pub prometheus: PrometheusHandle,
     pub token: Option<Arc<str>>,
@@ -31,6 +39,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/sampling", get(sampling_get).put(sampling_put))
         .route("/api/v1/tap/{component}", get(tap))
+        .route("/api/v1/reload", axum::routing::post(reload))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -63,10 +72,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn ready(State(st): State<ApiState>) -> Response {
-    if st.shared.ready() {
+    let shared = st.shared.load();
+    if shared.ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let waiting: Vec<String> = st.shared.stats.iter().filter(|s| !s.is_started()).map(|s| s.name.clone()).collect();
+        let waiting: Vec<String> = shared.stats.iter().filter(|s| !s.is_started()).map(|s| s.name.clone()).collect();
         (StatusCode::SERVICE_UNAVAILABLE, format!("starting: {}\n", waiting.join(", "))).into_response()
     }
 }
@@ -76,11 +86,12 @@ async fn metrics(State(st): State<ApiState>) -> Response {
 }
 
 async fn status(State(st): State<ApiState>) -> Response {
-    let components: Vec<_> = st.shared.stats.iter().map(|s| s.snapshot()).collect();
+    let shared = st.shared.load();
+    let components: Vec<_> = shared.stats.iter().map(|s| s.snapshot()).collect();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": st.started.elapsed().as_secs(),
-        "ready": st.shared.ready(),
+        "ready": shared.ready(),
         "components": components,
     }))
     .into_response()
@@ -105,6 +116,23 @@ async fn sampling_put(
     }
 }
 
+/// Read the configuration file again and apply it: 200 with what was kept, added,
+/// changed and removed, or 400 with the errors (the running configuration stays).
+async fn reload(State(st): State<ApiState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>) -> Response {
+    let (answer, rx) = tokio::sync::oneshot::channel();
+    let req = ReloadRequest { load: st.reload.loader.clone(), by: format!("api client {peer}"), answer };
+    if st.reload.requests.send(req).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the pipeline is stopping\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(summary)) => Json(serde_json::json!({ "reloaded": true, "components": summary })).into_response(),
+        Ok(Err(errors)) => {
+            (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "reloaded": false, "errors": errors }))).into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the pipeline is stopping\n").into_response(),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TapQuery {
     /// Stop after this many events.
@@ -123,12 +151,13 @@ async fn tap(
     axum::extract::Query(q): axum::extract::Query<TapQuery>,
 ) -> Response {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let Some(tap) = st.shared.taps.get(&component) else {
-        if st.shared.stats.iter().any(|s| s.name == component && s.kind == "sink") {
+    let shared = st.shared.load();
+    let Some(tap) = shared.taps.get(&component) else {
+        if shared.stats.iter().any(|s| s.name == component && s.kind == "sink") {
             let msg = format!("`{component}` is a sink: it has no output; tap one of its inputs\n");
             return (StatusCode::BAD_REQUEST, msg).into_response();
         }
-        let mut known: Vec<&str> = st.shared.taps.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = shared.taps.keys().map(String::as_str).collect();
         known.sort_unstable();
         let msg = format!("no source or transform named `{component}` (there are: {})\n", known.join(", "));
         return (StatusCode::NOT_FOUND, msg).into_response();

@@ -14,14 +14,15 @@ use sluice_event::Timestamp;
 use sluice_transforms::sample::{Switch, SwitchState};
 use sluice_transforms::Control;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 const SAMPLING_DOC: &str = "sampling.json";
 
 /// Every control handle of one running pipeline.
 #[derive(Default)]
 pub struct Controls {
-    sampling: BTreeMap<String, Arc<Switch>>,
+    /// Replaced as a whole when a reload changes the sample stages.
+    sampling: RwLock<BTreeMap<String, Arc<Switch>>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,7 +78,7 @@ impl Controls {
             if let Built::Transform(t) = b {
                 match t.control() {
                     Some(Control::Sampling(s)) => {
-                        c.sampling.insert(comp.name.clone(), s);
+                        c.sampling.get_mut().unwrap_or_else(|p| p.into_inner()).insert(comp.name.clone(), s);
                     }
                     None => {}
                 }
@@ -86,9 +87,31 @@ impl Controls {
         c
     }
 
+    fn switches(&self) -> BTreeMap<String, Arc<Switch>> {
+        self.sampling.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After a reload: the switches of new and changed sample stages (in `built`, from
+    /// [`Controls::collect`] on the new config) replace the old ones, keeping a bypass in
+    /// force; removed stages go. Kept stages keep their switch.
+    pub fn adopt(&self, built: Controls, summary: &crate::topology::ReloadSummary) {
+        let fresh = built.switches();
+        let mut map = self.sampling.write().unwrap_or_else(|p| p.into_inner());
+        for name in summary.added.iter().chain(&summary.changed).chain(&summary.removed) {
+            let old = map.remove(name);
+            let Some(new) = fresh.get(name) else { continue };
+            if let Some(old) = old.filter(|o| o.bypassed(Timestamp::now())) {
+                let st = old.state();
+                new.bypass(old.bypass_until_ns().map(Timestamp), &st.reason, &st.by);
+                new.take_changed();
+            }
+            map.insert(name.clone(), new.clone());
+        }
+    }
+
     /// Every sample stage's state.
     pub fn sampling_states(&self) -> Vec<SwitchState> {
-        self.sampling.values().map(|s| s.state()).collect()
+        self.switches().values().map(|s| s.state()).collect()
     }
 
     /// Restore bypasses saved by an earlier run that have not expired yet.
@@ -104,13 +127,13 @@ impl Controls {
         let now = Timestamp::now();
         for s in saved.stages {
             if s.until_ns > now.0 {
-                if let Some(c) = self.sampling.get(&s.stage) {
+                if let Some(c) = self.switches().get(&s.stage) {
                     c.bypass(Some(Timestamp(s.until_ns)), &format!("{} (restored after restart)", s.reason), &s.by);
                 }
             }
         }
         // Restoring is not a change to save again.
-        for s in self.sampling.values() {
+        for s in self.switches().values() {
             s.take_changed();
         }
     }
@@ -118,12 +141,12 @@ impl Controls {
     /// Save the sampling state if a switch changed (bypasses with an expiry only:
     /// `--no-sampling` lasts for one run).
     pub fn save_if_changed(&self, store: &Store) {
-        let changed = self.sampling.values().fold(false, |any, s| s.take_changed() | any);
+        let switches = self.switches();
+        let changed = switches.values().fold(false, |any, s| s.take_changed() | any);
         if !changed {
             return;
         }
-        let stages = self
-            .sampling
+        let stages = switches
             .values()
             .filter_map(|sw| {
                 let until_ns = sw.bypass_until_ns()?;
@@ -138,15 +161,16 @@ impl Controls {
 
     /// Apply a change from the admin API; `peer` is the client address.
     pub fn apply_sampling(&self, change: &SamplingChange, peer: &str) -> Result<Vec<SwitchState>, Refused> {
+        let switches = self.switches();
         let targets: Vec<&Arc<Switch>> = match &change.stage {
-            Some(s) => match self.sampling.get(s) {
+            Some(s) => match switches.get(s) {
                 Some(c) => vec![c],
                 None => {
-                    let names: Vec<&str> = self.sampling.keys().map(String::as_str).collect();
+                    let names: Vec<&str> = switches.keys().map(String::as_str).collect();
                     return Err(refused(404, format!("no sample stage named `{s}`; stages: {}", names.join(", "))));
                 }
             },
-            None => self.sampling.values().collect(),
+            None => switches.values().collect(),
         };
         let by = change.by.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| format!("api client {peer}"));
         if change.enabled {
@@ -172,7 +196,7 @@ impl Controls {
 
     /// `--no-sampling`: bypass every stage for this run.
     pub fn bypass_all_for_this_run(&self) {
-        for c in self.sampling.values() {
+        for c in self.switches().values() {
             c.bypass(None, "started with --no-sampling", "--no-sampling");
         }
     }

@@ -5,14 +5,15 @@
 //! drains its channel, flushes and exits, and finally the checkpointers save.
 
 use crate::registry::Built;
-use sluice_config::{Config, Kind};
+use arc_swap::ArcSwap;
+use sluice_config::{Component, Config, Kind};
 use sluice_event::stats::ComponentStats;
 use sluice_event::tap::Tap;
 use sluice_event::{Ack, Batch};
 use sluice_sinks::buffer::{disk, BufferType, WhenFull};
 use sluice_sinks::Sink;
-use sluice_sources::edge::{edge, edge_with, EdgeLimits, EdgeReceiver, EdgeSender};
-use sluice_sources::{BatchLimits, Outputs, SourceContext};
+use sluice_sources::edge::{edge, edge_with, EdgeLimits, EdgeReceiver, EdgeSender, WeakEdgeSender};
+use sluice_sources::{BatchLimits, Outputs, SourceContext, Wire};
 use sluice_transforms::Transform;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Shared view of the running pipeline for the admin API.
+/// Shared view of the running pipeline for the admin API (replaced by a reload).
 pub struct Shared {
     pub stats: Vec<Arc<ComponentStats>>,
     /// The tap of each source and transform (`sluice tap`).
@@ -34,16 +35,74 @@ impl Shared {
     }
 }
 
+/// Set once a component's thread is done (a replacement waits for it).
+#[derive(Default)]
+struct Finished {
+    done: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Finished {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+    fn wait(&self) {
+        let mut d = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        while !*d {
+            d = self.cv.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A [`Wire`] held without keeping its edges open.
+type WeakWire = std::sync::Weak<ArcSwap<Vec<EdgeSender>>>;
+
+/// One running component.
+struct Live {
+    config: Component,
+    /// The sending side of its input edge (transforms and sinks), held weakly: the edge
+    /// closes when its producers are gone, as at the end of the input.
+    input: Option<WeakEdgeSender>,
+    /// The wire of each of its outputs (`None`: the default output), held weakly: the
+    /// component's thread owns it and drops it (and the edges it feeds) when it ends.
+    wires: Vec<(Option<String>, WeakWire)>,
+    stats: Arc<ComponentStats>,
+    tap: Arc<Tap>,
+    /// Sources: stops this one source (a reload that removes or changes it).
+    stop: Option<Arc<AtomicBool>>,
+    /// Set when a reload retires it: a source then hands over its checkpoints itself.
+    retired: Arc<AtomicBool>,
+    finished: Arc<Finished>,
+}
+
+/// What a reload did, for the log and the API.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ReloadSummary {
+    pub kept: Vec<String>,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
 pub struct Running {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ArcSwap<Shared>>,
+    live: Vec<(String, Live)>,
+    data_dir: std::path::PathBuf,
+    pipeline: sluice_config::PipelineConfig,
+    limits: BatchLimits,
+    fds: Arc<sluice_sources::fds::FdBudget>,
     stop: Arc<AtomicBool>,
     /// Set when sinks must give up retrying (drain timeout).
     abort: Arc<AtomicBool>,
+    done_tx: mpsc::UnboundedSender<String>,
     done_rx: mpsc::UnboundedReceiver<String>,
     sinks_left: usize,
     threads: Vec<JoinHandle<()>>,
-    checkpoint_done: Arc<AtomicBool>,
-    aux: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Each source's stop flag, checkpoint-done flag and helper threads.
+    source_stops: Vec<Arc<AtomicBool>>,
+    checkpoint_done: Vec<Arc<AtomicBool>>,
+    aux: Vec<Arc<Mutex<Vec<JoinHandle<()>>>>>,
     /// Set when a component failed (error or panic): sluice exits non-zero.
     pub failed: Arc<AtomicBool>,
     /// Held for the life of the process: the data_dir lock.
@@ -95,43 +154,128 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Source => "source",
+        Kind::Transform => "transform",
+        Kind::Sink => "sink",
+    }
+}
+
+/// True when a running component can stay as it is under `new` (only its inputs may
+/// differ: edges are rewired).
+fn same_component(old: &Component, new: &Component) -> bool {
+    old.kind == new.kind
+        && old.type_name == new.type_name
+        && old.options == new.options
+        && old.buffer_batches == new.buffer_batches
+        && old.workers == new.workers
+        && old.buffer == new.buffer
+}
+
 pub fn start(
     cfg: &Config,
-    built: Vec<(sluice_config::Component, Built)>,
+    built: Vec<(Component, Built)>,
     fds: Arc<sluice_sources::fds::FdBudget>,
 ) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", cfg.data_dir.display()))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let abort = Arc::new(AtomicBool::new(false));
-    let checkpoint_done = Arc::new(AtomicBool::new(false));
-    let aux: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-    let limits = BatchLimits {
-        max_events: cfg.pipeline.batch_max_events.max(1),
-        max_bytes: cfg.pipeline.batch_max_bytes.as_usize().max(4096),
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let mut running = Running {
+        shared: Arc::new(ArcSwap::from_pointee(Shared { stats: Vec::new(), taps: HashMap::new() })),
+        live: Vec::new(),
+        data_dir: cfg.data_dir.clone(),
+        pipeline: cfg.pipeline.clone(),
+        limits: BatchLimits {
+            max_events: cfg.pipeline.batch_max_events.max(1),
+            max_bytes: cfg.pipeline.batch_max_bytes.as_usize().max(4096),
+        },
+        fds,
+        stop: Arc::new(AtomicBool::new(false)),
+        abort: Arc::new(AtomicBool::new(false)),
+        done_tx,
+        done_rx,
+        sinks_left: 0,
+        threads: Vec::new(),
+        source_stops: Vec::new(),
+        checkpoint_done: Vec::new(),
+        aux: Vec::new(),
+        failed: Arc::new(AtomicBool::new(false)),
+        _lock: lock,
     };
+    running.apply(&cfg.components, built)?;
+    Ok(running)
+}
 
-    // Counters first: an edge that drops what does not fit counts into its consumer's.
-    let stats_of: HashMap<String, Arc<ComponentStats>> = built
-        .iter()
-        .map(|(c, _)| {
-            let kind = match c.kind {
-                Kind::Source => "source",
-                Kind::Transform => "transform",
-                Kind::Sink => "sink",
-            };
-            (c.name.clone(), Arc::new(ComponentStats::new(&c.name, kind, &c.type_name)))
-        })
-        .collect();
-    // One input channel per consumer.
-    let mut senders: HashMap<String, EdgeSender> = HashMap::new();
-    let mut receivers: HashMap<String, EdgeReceiver> = HashMap::new();
-    for (c, b) in &built {
-        if c.kind != Kind::Source {
+impl Running {
+    /// Bring the running pipeline to `components`: components whose config is the same
+    /// keep running with their state (their edges are rewired); new ones start; changed
+    /// ones are replaced (the new instance starts once the old one has drained and, for
+    /// a source, saved its checkpoints); removed ones drain and stop. `built` holds a
+    /// built instance of every component (those kept are dropped unused).
+    fn apply(&mut self, components: &[Component], built: Vec<(Component, Built)>) -> anyhow::Result<ReloadSummary> {
+        let mut summary = ReloadSummary::default();
+        let mut old: HashMap<String, Live> = std::mem::take(&mut self.live).into_iter().collect();
+        let mut built: HashMap<String, Built> = built.into_iter().map(|(c, b)| (c.name.clone(), b)).collect();
+        // Decide each component's fate; new instances get fresh edges.
+        let mut keep: HashMap<String, Live> = HashMap::new();
+        let mut replaced: HashMap<String, Live> = HashMap::new();
+        let mut start: Vec<(Component, Built)> = Vec::new();
+        for c in components {
+            match old.remove(&c.name) {
+                // (A consumer whose input edge has closed has finished: it starts again.)
+                Some(l) if same_component(&l.config, c) && l.input.as_ref().is_none_or(|i| i.upgrade().is_some()) => {
+                    summary.kept.push(c.name.clone());
+                    built.remove(&c.name);
+                    let mut l = l;
+                    l.config = c.clone();
+                    keep.insert(c.name.clone(), l);
+                }
+                prev => {
+                    match &prev {
+                        Some(_) => summary.changed.push(c.name.clone()),
+                        None => summary.added.push(c.name.clone()),
+                    }
+                    if let Some(l) = prev {
+                        replaced.insert(c.name.clone(), l);
+                    }
+                    let b = built.remove(&c.name).ok_or_else(|| anyhow::anyhow!("`{}` was not built", c.name))?;
+                    start.push((c.clone(), b));
+                }
+            }
+        }
+        let removed: Vec<(String, Live)> = old.into_iter().collect();
+        summary.removed = removed.iter().map(|(n, _)| n.clone()).collect();
+
+        // Counters of a replaced component continue; an edge that drops what does not
+        // fit counts into its consumer's.
+        let stats_of: HashMap<String, Arc<ComponentStats>> = start
+            .iter()
+            .map(|(c, _)| {
+                let reuse = replaced
+                    .get(&c.name)
+                    .map(|l| l.stats.clone())
+                    .filter(|s| s.kind == kind_name(c.kind) && s.type_name == c.type_name);
+                (
+                    c.name.clone(),
+                    reuse.unwrap_or_else(|| Arc::new(ComponentStats::new(&c.name, kind_name(c.kind), &c.type_name))),
+                )
+            })
+            .collect();
+        // One input edge per new consumer.
+        let mut inputs: HashMap<String, EdgeSender> = keep
+            .iter()
+            .filter_map(|(n, l)| l.input.as_ref().and_then(|i| i.upgrade()).map(|i| (n.clone(), i)))
+            .collect();
+        let mut receivers: HashMap<String, EdgeReceiver> = HashMap::new();
+        for (c, b) in &start {
+            if c.kind == Kind::Source {
+                continue;
+            }
             let mut limits = EdgeLimits {
-                batches: c.buffer_batches.unwrap_or(cfg.pipeline.buffer_batches).max(1),
-                bytes: cfg.pipeline.buffer_bytes.as_usize(),
+                batches: c.buffer_batches.unwrap_or(self.pipeline.buffer_batches).max(1),
+                bytes: self.pipeline.buffer_bytes.as_usize(),
                 events: usize::MAX,
                 drop_newest: None,
             };
@@ -150,146 +294,234 @@ pub fn start(
                 }
             }
             let (tx, rx) = edge_with(limits, &c.name);
-            senders.insert(c.name.clone(), tx);
+            inputs.insert(c.name.clone(), tx);
             receivers.insert(c.name.clone(), rx);
         }
-    }
-    // Edges: producer (name, output) -> consumers.
-    let mut edges: HashMap<(String, Option<String>), Vec<EdgeSender>> = HashMap::new();
-    for (c, _) in &built {
-        for input in &c.inputs {
-            edges.entry((input.component.clone(), input.output.clone())).or_default().push(senders[&c.name].clone());
-        }
-    }
-    drop(senders);
-
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let failed = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    let mut all_stats = Vec::new();
-    let mut sinks_left = 0;
-    let mut taps = HashMap::new();
-    for (c, b) in built {
-        let stats = stats_of[&c.name].clone();
-        all_stats.push(stats.clone());
-        let tap = Arc::new(Tap::new());
-        if c.kind != Kind::Sink {
-            taps.insert(c.name.clone(), tap.clone());
-        }
-        let default_out = Outputs::new(edges.remove(&(c.name.clone(), None)).unwrap_or_default()).with_tap(tap.clone());
-        match b {
-            Built::Source(src) => {
-                if default_out.is_empty() {
-                    tracing::warn!(component = %c.name, "source has no consumers");
-                }
-                let ctx = SourceContext {
-                    name: c.name.clone(),
-                    out: default_out,
-                    stop: stop.clone(),
-                    stats,
-                    store: sluice_event::store::Store::new(&cfg.data_dir),
-                    limits,
-                    checkpoint_done: checkpoint_done.clone(),
-                    abort: abort.clone(),
-                    rt: tokio::runtime::Handle::current(),
-                    aux: aux.clone(),
-                    fds: fds.clone(),
-                };
-                threads.push(spawn_component(c.name.clone(), "src", &failed, move || src.run(ctx))?);
+        // What each output feeds under the new config.
+        let mut feeds: HashMap<(String, Option<String>), Vec<EdgeSender>> = HashMap::new();
+        for c in components {
+            for input in &c.inputs {
+                feeds.entry((input.component.clone(), input.output.clone())).or_default().push(inputs[&c.name].clone());
             }
-            Built::Transform(t) => {
-                let mut named = HashMap::new();
-                for o in t.outputs() {
-                    let senders = edges.remove(&(c.name.clone(), Some(o.clone()))).unwrap_or_default();
-                    named.insert(o, Outputs::new(senders).with_tap(tap.clone()));
+        }
+        // Rewire what keeps running. (Retired components keep their wiring: what they
+        // still emit reaches the consumers they had, which drain before they stop.)
+        for (name, l) in &keep {
+            for (out, wire) in &l.wires {
+                let feed = feeds.remove(&(name.clone(), out.clone())).unwrap_or_default();
+                // (Gone: the component has finished and emits nothing more.)
+                if let Some(wire) = wire.upgrade() {
+                    wire.store(Arc::new(feed));
                 }
-                let rx = receivers.remove(&c.name).expect("transform channel");
-                stats.set_started();
-                let rt = tokio::runtime::Handle::current();
-                // Stages that can run on several workers do, on every core by default.
-                let workers = c.workers.unwrap_or(default_workers());
-                let mut forks = Vec::new();
-                while forks.len() + 1 < workers {
-                    match t.fork() {
-                        Some(f) => forks.push(f),
-                        None => break,
-                    }
-                }
-                let name = c.name.clone();
-                let outputs = StageOutputs { out: default_out, named, stats };
-                threads.push(spawn_component(c.name.clone(), "xf", &failed, move || {
-                    if forks.is_empty() {
-                        run_transform(t, rx, outputs, rt);
-                    } else {
-                        forks.insert(0, t);
-                        run_workers(&name, forks, rx, outputs)?;
-                    }
-                    Ok(())
-                })?);
             }
-            Built::Sink(s, buffer) => {
-                sinks_left += 1;
-                let rx = receivers.remove(&c.name).expect("sink channel");
-                let name = c.name.clone();
-                let done = done_tx.clone();
-                let abort = abort.clone();
-                let rt = tokio::runtime::Handle::current();
-                let buffer_dir = cfg.data_dir.join("buffers").join(&c.name);
-                let disk = (buffer.kind == BufferType::Disk).then(|| DiskSink {
-                    dir: buffer_dir.clone(),
-                    max_bytes: buffer.disk_bytes(),
-                    when_full: buffer.when_full,
-                    edge: (cfg.pipeline.buffer_batches, cfg.pipeline.buffer_bytes.as_usize()),
-                    drain_timeout: *cfg.pipeline.drain_timeout,
-                });
-                if disk.is_none() {
-                    let left = sluice_sinks::buffer::disk::leftover_bytes(&buffer_dir);
-                    if left > 0 {
-                        tracing::warn!(component = %c.name, bytes = left, dir = %buffer_dir.display(), "a disk buffer from an earlier run still holds events, but this sink now has a memory buffer: they are not delivered until `buffer.type = \"disk\"` is set again");
+        }
+        // Retire: sources stop reading; transforms and sinks stop once their input
+        // edge has no producer left and is drained.
+        for l in replaced.values().chain(removed.iter().map(|(_, l)| l)) {
+            l.retired.store(true, Ordering::Relaxed);
+            if let Some(s) = &l.stop {
+                s.store(true, Ordering::Relaxed);
+            }
+        }
+        // Start the new instances.
+        let mut started: HashMap<String, Live> = HashMap::new();
+        for (c, b) in start {
+            let predecessor = replaced.remove(&c.name).map(|l| l.finished.clone());
+            let stats = stats_of[&c.name].clone();
+            let mut wires = Vec::new();
+            let default_wire: Wire =
+                Arc::new(ArcSwap::from_pointee(feeds.remove(&(c.name.clone(), None)).unwrap_or_default()));
+            wires.push((None, Arc::downgrade(&default_wire)));
+            let tap = Arc::new(Tap::new());
+            let default_out = Outputs::wired(default_wire).with_tap(tap.clone());
+            let finished = Arc::new(Finished::default());
+            let retired = Arc::new(AtomicBool::new(false));
+            let mut stop = None;
+            let mut input = None;
+            match b {
+                Built::Source(src) => {
+                    if default_out.is_empty() {
+                        tracing::warn!(component = %c.name, "source has no consumers");
                     }
+                    let own_stop = Arc::new(AtomicBool::new(self.stop.load(Ordering::Relaxed)));
+                    self.source_stops.push(own_stop.clone());
+                    stop = Some(own_stop.clone());
+                    let checkpoint_done = Arc::new(AtomicBool::new(false));
+                    self.checkpoint_done.push(checkpoint_done.clone());
+                    let aux: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+                    self.aux.push(aux.clone());
+                    let ctx = SourceContext {
+                        name: c.name.clone(),
+                        out: default_out,
+                        stop: own_stop,
+                        stats: stats.clone(),
+                        store: sluice_event::store::Store::new(&self.data_dir),
+                        limits: self.limits,
+                        checkpoint_done: checkpoint_done.clone(),
+                        abort: self.abort.clone(),
+                        rt: tokio::runtime::Handle::current(),
+                        aux: aux.clone(),
+                        fds: self.fds.clone(),
+                    };
+                    let (fin, ret) = (finished.clone(), retired.clone());
+                    self.threads.push(spawn_component(c.name.clone(), "src", &self.failed, move || {
+                        let _finished = SetOnDrop(fin);
+                        if let Some(p) = predecessor {
+                            p.wait();
+                        }
+                        let r = src.run(ctx);
+                        if ret.load(Ordering::Relaxed) {
+                            hand_over(&aux, &checkpoint_done);
+                        }
+                        r
+                    })?);
                 }
-                stats.set_started();
-                threads.push(spawn_component(c.name.clone(), "sink", &failed, move || {
-                    // Report completion even when the sink panics, so shutdown proceeds.
-                    struct Done(mpsc::UnboundedSender<String>, String);
-                    impl Drop for Done {
-                        fn drop(&mut self) {
-                            let _ = self.0.send(std::mem::take(&mut self.1));
+                Built::Transform(t) => {
+                    let mut named = HashMap::new();
+                    for o in t.outputs() {
+                        let wire: Wire = Arc::new(ArcSwap::from_pointee(
+                            feeds.remove(&(c.name.clone(), Some(o.clone()))).unwrap_or_default(),
+                        ));
+                        wires.push((Some(o.clone()), Arc::downgrade(&wire)));
+                        named.insert(o, Outputs::wired(wire).with_tap(tap.clone()));
+                    }
+                    let rx = receivers.remove(&c.name).expect("transform channel");
+                    input = Some(inputs[&c.name].downgrade());
+                    let rt = tokio::runtime::Handle::current();
+                    // Stages that can run on several workers do, on every core by default.
+                    let workers = c.workers.unwrap_or(default_workers());
+                    let mut forks = Vec::new();
+                    while forks.len() + 1 < workers {
+                        match t.fork() {
+                            Some(f) => forks.push(f),
+                            None => break,
                         }
                     }
-                    let _done = Done(done, name);
-                    match disk {
-                        None => run_sink(s, rx, &stats, &abort, &rt),
-                        Some(d) => run_disk_buffered(d, s, rx, &stats, &abort, &rt)?,
+                    let name = c.name.clone();
+                    let outputs = StageOutputs { out: default_out, named, stats: stats.clone() };
+                    let fin = finished.clone();
+                    self.threads.push(spawn_component(c.name.clone(), "xf", &self.failed, move || {
+                        let _finished = SetOnDrop(fin);
+                        if let Some(p) = predecessor {
+                            p.wait();
+                        }
+                        outputs.stats.set_started();
+                        if forks.is_empty() {
+                            run_transform(t, rx, outputs, rt);
+                        } else {
+                            forks.insert(0, t);
+                            run_workers(&name, forks, rx, outputs)?;
+                        }
+                        Ok(())
+                    })?);
+                }
+                Built::Sink(s, buffer) => {
+                    self.sinks_left += 1;
+                    let rx = receivers.remove(&c.name).expect("sink channel");
+                    input = Some(inputs[&c.name].downgrade());
+                    let name = c.name.clone();
+                    let done = self.done_tx.clone();
+                    let abort = self.abort.clone();
+                    let rt = tokio::runtime::Handle::current();
+                    let buffer_dir = self.data_dir.join("buffers").join(&c.name);
+                    let disk = (buffer.kind == BufferType::Disk).then(|| DiskSink {
+                        dir: buffer_dir.clone(),
+                        max_bytes: buffer.disk_bytes(),
+                        when_full: buffer.when_full,
+                        edge: (self.pipeline.buffer_batches, self.pipeline.buffer_bytes.as_usize()),
+                        drain_timeout: *self.pipeline.drain_timeout,
+                    });
+                    if disk.is_none() {
+                        let left = disk::leftover_bytes(&buffer_dir);
+                        if left > 0 {
+                            tracing::warn!(component = %c.name, bytes = left, dir = %buffer_dir.display(), "a disk buffer from an earlier run still holds events, but this sink now has a memory buffer: they are not delivered until `buffer.type = \"disk\"` is set again");
+                        }
                     }
-                    Ok(())
-                })?);
+                    let (fin, stats) = (finished.clone(), stats.clone());
+                    self.threads.push(spawn_component(c.name.clone(), "sink", &self.failed, move || {
+                        // Report completion even when the sink panics, so shutdown proceeds.
+                        struct Done(mpsc::UnboundedSender<String>, String);
+                        impl Drop for Done {
+                            fn drop(&mut self) {
+                                let _ = self.0.send(std::mem::take(&mut self.1));
+                            }
+                        }
+                        let _done = Done(done, name);
+                        let _finished = SetOnDrop(fin);
+                        if let Some(p) = predecessor {
+                            p.wait();
+                        }
+                        stats.set_started();
+                        match disk {
+                            None => run_sink(s, rx, &stats, &abort, &rt),
+                            Some(d) => run_disk_buffered(d, s, rx, &stats, &abort, &rt)?,
+                        }
+                        Ok(())
+                    })?);
+                }
+            }
+            started.insert(c.name.clone(), Live { config: c, input, wires, stats, tap, stop, retired, finished });
+        }
+        // Retired components' input edges: only their producers hold them now.
+        drop(removed);
+        drop(replaced);
+        drop(inputs);
+        drop(feeds);
+        // In config order, for the API.
+        for c in components {
+            if let Some(l) = keep.remove(&c.name).or_else(|| started.remove(&c.name)) {
+                self.live.push((c.name.clone(), l));
             }
         }
+        let stats = self.live.iter().map(|(_, l)| l.stats.clone()).collect();
+        let taps = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.config.kind != Kind::Sink)
+            .map(|(n, l)| (n.clone(), l.tap.clone()))
+            .collect();
+        self.shared.store(Arc::new(Shared { stats, taps }));
+        Ok(summary)
     }
-    Ok(Running {
-        shared: Arc::new(Shared { stats: all_stats, taps }),
-        stop,
-        abort,
-        done_rx,
-        sinks_left,
-        threads,
-        checkpoint_done,
-        aux,
-        failed,
-        _lock: lock,
-    })
-}
 
-impl Running {
+    /// Apply a new configuration (already loaded and built: a config with errors never
+    /// gets here). Settings only a restart can apply are refused.
+    pub fn reload(&mut self, cfg: &Config, built: Vec<(Component, Built)>) -> Result<ReloadSummary, Vec<String>> {
+        let mut refused = Vec::new();
+        if cfg.data_dir != self.data_dir {
+            refused.push(format!(
+                "`data_dir` changed ({} → {}): restart sluice to move it",
+                self.data_dir.display(),
+                cfg.data_dir.display()
+            ));
+        }
+        if cfg.pipeline != self.pipeline {
+            refused.push("`[pipeline]` changed: restart sluice to apply batch and buffer sizes".to_string());
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        self.apply(&cfg.components, built).map_err(|e| vec![format!("{e:#}")])
+    }
+
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        for s in &self.source_stops {
+            s.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Wait until every sink finished (input ended, or stop requested and drained).
     /// `stop_signal` resolves when SIGTERM/SIGINT arrives; after it, the drain may take
-    /// at most `drain_timeout`. Returns true if the pipeline drained completely.
-    pub async fn wait(&mut self, stop_signal: impl std::future::Future<Output = ()>, drain_timeout: Duration) -> bool {
+    /// at most `drain_timeout`. `reloads` brings reload requests (SIGHUP, the API): each
+    /// is answered with what changed or why the new config was refused. Returns true if
+    /// the pipeline drained completely.
+    pub async fn wait(
+        &mut self,
+        stop_signal: impl std::future::Future<Output = ()>,
+        drain_timeout: Duration,
+        mut reloads: mpsc::Receiver<ReloadRequest>,
+    ) -> bool {
         tokio::pin!(stop_signal);
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut signalled = false;
@@ -306,6 +538,17 @@ impl Running {
                         Some(name) => { tracing::debug!(sink = %name, "sink finished"); self.sinks_left -= 1; }
                         None => break,
                     }
+                }
+                Some(req) = reloads.recv(), if !signalled => {
+                    let answer = match (req.load)() {
+                        Err(errors) => Err(errors),
+                        Ok(l) => self.reload(&l.cfg, l.built).inspect(|s| (l.applied)(s)),
+                    };
+                    match &answer {
+                        Ok(s) => tracing::info!(by = %req.by, kept = ?s.kept, added = ?s.added, changed = ?s.changed, removed = ?s.removed, "configuration reloaded"),
+                        Err(errors) => tracing::error!(by = %req.by, errors = %errors.join("\n"), "new configuration refused; the running one stays"),
+                    }
+                    let _ = req.answer.send(answer);
                 }
                 _ = &mut stop_signal, if !signalled => {
                     signalled = true;
@@ -332,11 +575,53 @@ impl Running {
                 let _ = t.join();
             }
         }
-        self.checkpoint_done.store(true, Ordering::Release);
-        let aux = std::mem::take(&mut *self.aux.lock().unwrap());
-        for t in aux {
-            let _ = t.join();
+        for d in &self.checkpoint_done {
+            d.store(true, Ordering::Release);
         }
+        for aux in &self.aux {
+            let handles = std::mem::take(&mut *aux.lock().unwrap_or_else(|p| p.into_inner()));
+            for t in handles {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Loads and builds the configuration again (errors: the messages to answer with).
+pub type Loader = Arc<dyn Fn() -> Result<Loaded, Vec<String>> + Send + Sync>;
+
+/// A configuration loaded for a reload, every component built.
+pub struct Loaded {
+    pub cfg: Config,
+    pub built: Vec<(Component, Built)>,
+    /// Called once the pipeline runs it (the controls adopt new sample stages).
+    pub applied: Box<dyn FnOnce(&ReloadSummary) + Send>,
+}
+
+/// A reload request: how to load the new config, who asked, and where the answer goes.
+pub struct ReloadRequest {
+    pub load: Loader,
+    pub by: String,
+    pub answer: tokio::sync::oneshot::Sender<Result<ReloadSummary, Vec<String>>>,
+}
+
+/// Sets a [`Finished`] when dropped (also when the component fails or panics).
+struct SetOnDrop(Arc<Finished>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
+/// A source retired by a reload has stopped reading: its checkpointer (and any helper
+/// thread) takes the acknowledgements still on their way, saves and stops, so that a
+/// replacement starts from its checkpoints.
+fn hand_over(aux: &Mutex<Vec<JoinHandle<()>>>, checkpoint_done: &AtomicBool) {
+    checkpoint_done.store(true, Ordering::Release);
+    let handles = std::mem::take(&mut *aux.lock().unwrap_or_else(|p| p.into_inner()));
+    for h in handles {
+        let _ = h.join();
     }
 }
 

@@ -154,6 +154,20 @@ pub struct EdgeSender {
     room: Arc<Room>,
 }
 
+/// A sending side that does not keep the edge open: [`WeakEdgeSender::upgrade`] gives
+/// a sender while some other sender still exists.
+#[derive(Clone)]
+pub struct WeakEdgeSender {
+    tx: mpsc::WeakSender<(Batch, usize)>,
+    room: Arc<Room>,
+}
+
+impl WeakEdgeSender {
+    pub fn upgrade(&self) -> Option<EdgeSender> {
+        Some(EdgeSender { tx: self.tx.upgrade()?, room: self.room.clone() })
+    }
+}
+
 /// Room for one batch on an edge, bytes and slot taken: [`EdgePermit::send`] uses it.
 pub struct EdgePermit<'a> {
     permit: mpsc::Permit<'a, (Batch, usize)>,
@@ -168,6 +182,11 @@ impl EdgePermit<'_> {
 }
 
 impl EdgeSender {
+    /// A handle that does not keep the edge open.
+    pub fn downgrade(&self) -> WeakEdgeSender {
+        WeakEdgeSender { tx: self.tx.downgrade(), room: self.room.clone() }
+    }
+
     /// Wait for room for a batch of `size` bytes and `events` events. Err when the
     /// receiver is gone. Dropping the future while it waits takes nothing.
     pub async fn reserve(&self, size: usize, events: usize) -> Result<EdgePermit<'_>, ()> {

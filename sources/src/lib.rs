@@ -33,17 +33,29 @@ use sluice_event::Batch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The consumers' edges of one output, replaced as a whole when a reload rewires the
+/// pipeline (a send in progress finishes on the edges it started with).
+pub type Wire = Arc<arc_swap::ArcSwap<Vec<EdgeSender>>>;
+
 /// The downstream edges of a component's output (fan-out: every edge gets every batch).
 #[derive(Clone, Default)]
 pub struct Outputs {
-    senders: Vec<EdgeSender>,
+    senders: Wire,
     /// A live copy for `sluice tap` (costs an atomic load while nobody listens).
     tap: Option<std::sync::Arc<sluice_event::tap::Tap>>,
 }
 
 impl Outputs {
     pub fn new(senders: Vec<EdgeSender>) -> Outputs {
-        Outputs { senders, tap: None }
+        Outputs { senders: Arc::new(arc_swap::ArcSwap::from_pointee(senders)), tap: None }
+    }
+    /// Outputs sending to whatever `wire` holds at the time of each send.
+    pub fn wired(wire: Wire) -> Outputs {
+        Outputs { senders: wire, tap: None }
+    }
+    /// The wire this output sends through (to rewire it).
+    pub fn wire(&self) -> Wire {
+        self.senders.clone()
     }
     /// Offer every batch sent here to `tap`.
     pub fn with_tap(mut self, tap: std::sync::Arc<sluice_event::tap::Tap>) -> Outputs {
@@ -57,7 +69,7 @@ impl Outputs {
         }
     }
     pub fn is_empty(&self) -> bool {
-        self.senders.is_empty()
+        self.senders.load().is_empty()
     }
     /// Send a batch to every edge, waiting for room. Returns false when every receiver
     /// is gone.
@@ -68,16 +80,17 @@ impl Outputs {
     /// every receiver is gone.
     pub async fn send(&self, batch: Batch) -> bool {
         self.tap(&batch);
-        let n = self.senders.len();
+        let senders = self.senders.load_full();
+        let n = senders.len();
         if n == 0 {
             return false;
         }
         let size = edge::batch_bytes(&batch);
         let mut ok = false;
-        for s in &self.senders[..n - 1] {
+        for s in &senders[..n - 1] {
             ok |= s.send(batch.fan_out_clone(), size).await.is_ok();
         }
-        ok |= self.senders[n - 1].send(batch, size).await.is_ok();
+        ok |= senders[n - 1].send(batch, size).await.is_ok();
         ok
     }
 
@@ -91,14 +104,15 @@ impl Outputs {
         mut idle: impl FnMut(),
     ) -> bool {
         self.tap(&batch);
-        let n = self.senders.len();
+        let senders = self.senders.load_full();
+        let n = senders.len();
         if n == 0 {
             return false;
         }
         let size = edge::batch_bytes(&batch);
         let mut ok = false;
         let mut batch = Some(batch);
-        for (i, s) in self.senders.iter().enumerate() {
+        for (i, s) in senders.iter().enumerate() {
             let b = if i + 1 == n { batch.take().unwrap() } else { batch.as_ref().unwrap().fan_out_clone() };
             // Fast path: room right away.
             let b = match s.try_send(b, size) {

@@ -19,6 +19,7 @@ mod files_scale;
 mod guides;
 mod mining;
 mod observability;
+mod reload;
 mod sampling;
 mod stages;
 mod stdin;

@@ -103,7 +103,7 @@ pub trait TransformConfig {
 }
 
 /// Exporter settings stages declare before the pipeline is built.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExporterSettings {
     /// Bucket bounds per histogram name (log-derived metrics).
     pub histogram_buckets: Vec<(String, Vec<f64>)>,

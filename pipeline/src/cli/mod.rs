@@ -22,23 +22,25 @@ const EMBEDDED_NAME: &str = "<embedded quickstart config>";
 /// Read and check the configuration (the embedded quickstart without a path); errors
 /// are printed, one located diagnostic a line, and become exit status 2.
 pub fn load(path: Option<&str>) -> Result<Config, ExitCode> {
-    let (name, text) = match path {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => (p.to_string(), t),
-            Err(e) => {
-                eprintln!("{p}: cannot read configuration: {e}");
-                return Err(ExitCode::from(2));
-            }
-        },
-        None => (EMBEDDED_NAME.to_string(), EMBEDDED.to_string()),
-    };
-    let env = |k: &str| std::env::var(k).ok();
-    Config::parse(&name, &text, &env).map_err(|errs| {
-        for d in errs.0 {
+    load_quiet(path).map_err(|errs| {
+        for d in errs {
             eprintln!("{d}");
         }
         ExitCode::from(2)
     })
+}
+
+/// [`load`] returning the messages instead of printing them (a reload answers with them).
+pub fn load_quiet(path: Option<&str>) -> Result<Config, Vec<String>> {
+    let (name, text) = match path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (p.to_string(), t),
+            Err(e) => return Err(vec![format!("{p}: cannot read configuration: {e}")]),
+        },
+        None => (EMBEDDED_NAME.to_string(), EMBEDDED.to_string()),
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    Config::parse(&name, &text, &env).map_err(|errs| errs.0.iter().map(|d| d.to_string()).collect())
 }
 
 /// Where the admin API of a running sluice is (`sluice sampling`, `tap`, `top`).

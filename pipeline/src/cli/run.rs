@@ -66,7 +66,7 @@ pub fn main(args: Args) -> ExitCode {
     if args.no_sampling {
         controls.bypass_all_for_this_run();
     }
-    match run(cfg, built, prometheus, controls, store) {
+    match run(cfg, args.config, built, prometheus, controls, store) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "sluice failed");
@@ -89,6 +89,7 @@ fn init_logging() {
 
 fn run(
     cfg: Config,
+    path: Option<String>,
     built: Vec<(sluice_config::Component, registry::Built)>,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
     controls: Arc<Controls>,
@@ -107,9 +108,12 @@ fn run(
             None
         };
         let mut running = topology::start(&cfg, built, fd_budget())?;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        let loader = reloader(path, &cfg, controls.clone());
         if let Some(listener) = listener {
             let state = api::ApiState {
                 shared: running.shared.clone(),
+                reload: api::Reload { requests: reload_tx.clone(), loader: loader.clone() },
                 controls: controls.clone(),
                 prometheus: prometheus.clone(),
                 token: cfg.api.token.clone().filter(|t| !t.is_empty()).map(Into::into),
@@ -138,13 +142,14 @@ fn run(
                 saver.save_if_changed(&saved_in);
             }
         });
-        tracing::info!(components = running.shared.stats.len(), "pipeline started");
-        let drained = running.wait(shutdown_signal(), *cfg.pipeline.drain_timeout).await;
+        tokio::spawn(reload_on_sighup(reload_tx, loader));
+        tracing::info!(components = running.shared.load().stats.len(), "pipeline started");
+        let drained = running.wait(shutdown_signal(), *cfg.pipeline.drain_timeout, reload_rx).await;
         let failed = running.failed.clone();
         let shared = running.shared.clone();
         tokio::task::spawn_blocking(move || running.finish(drained)).await?;
         // What each stage saw, once, for the operator's record (and benchmarks).
-        for s in shared.stats.iter().map(|s| s.snapshot()) {
+        for s in shared.load().stats.iter().map(|s| s.snapshot()) {
             let dropped: u64 = s.events_dropped.values().sum();
             tracing::info!(target: "sluice::totals", component = %s.name, kind = s.kind, events_in = s.events_in, events_out = s.events_out, dropped, "totals");
         }
@@ -159,6 +164,49 @@ fn run(
             Ok(ExitCode::from(1))
         }
     })
+}
+
+/// How a reload loads the configuration: read the file again, check it, build every
+/// component. Changes only a restart can apply (`[api]`, histogram buckets) are refused
+/// here; the topology refuses the others. New sample stages join the controls.
+fn reloader(path: Option<String>, cfg: &Config, controls: Arc<Controls>) -> topology::Loader {
+    let api = cfg.api.clone();
+    let exporter = registry::exporter_settings(cfg);
+    Arc::new(move || {
+        let cfg = super::load_quiet(path.as_deref())?;
+        let mut refused = Vec::new();
+        if cfg.api != api {
+            refused.push("`[api]` changed: restart sluice to move or secure the admin API".to_string());
+        }
+        if registry::exporter_settings(&cfg) != exporter {
+            refused.push("histogram buckets of a metrics stage changed: restart sluice to apply them".to_string());
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let built = registry::build_all(&cfg).map_err(|errs| errs.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
+        let switches = Controls::collect(&built);
+        let controls = controls.clone();
+        Ok(topology::Loaded {
+            cfg,
+            built,
+            applied: Box::new(move |summary: &topology::ReloadSummary| controls.adopt(switches, summary)),
+        })
+    })
+}
+
+/// SIGHUP: reload the configuration (the outcome is logged).
+async fn reload_on_sighup(requests: tokio::sync::mpsc::Sender<topology::ReloadRequest>, loader: topology::Loader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        let (answer, _) = tokio::sync::oneshot::channel();
+        let req = topology::ReloadRequest { load: loader.clone(), by: "SIGHUP".into(), answer };
+        if requests.send(req).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Raise the soft descriptor limit to the hard one, and size the file sources' share.

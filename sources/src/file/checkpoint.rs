@@ -99,6 +99,11 @@ fn unix_now() -> u64 {
 /// 808) and keeps re-reading to about a batch.
 const MIN_SAVE_INTERVAL: Duration = Duration::from_millis(5);
 
+/// How long a source retired by a reload waits for its in-flight batches to be
+/// acknowledged before its checkpoints are saved for its replacement (whatever is
+/// acknowledged later is read again: a duplicate, never a loss).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
+
 /// The document is rewritten whole (about 150 bytes a stream): with many streams the
 /// interval grows so that saving stays under about 20 MB/s (10,000 files: 75 ms; a
 /// save of their 1.5 MB document costs about 17 ms of CPU with its fsyncs).
@@ -213,6 +218,13 @@ impl Checkpoints {
         self.state.lock().unwrap().frozen = true;
     }
 
+    /// True while batches are in flight whose acknowledgement can still move a
+    /// checkpoint (a stream with a failed batch is pinned: nothing to wait for).
+    fn waiting(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        !st.frozen && st.streams.values().any(|s| s.tracker.in_flight() > 0 && !s.tracker.failed())
+    }
+
     fn is_dirty(&self) -> bool {
         self.state.lock().unwrap().dirty
     }
@@ -255,6 +267,18 @@ impl Checkpoints {
                 self.freeze();
             }
             if done.load(std::sync::atomic::Ordering::Acquire) {
+                // A source retired by a reload: its last batches may still be on their way
+                // to the sinks; take their acknowledgements for a while, so that its
+                // replacement starts after them. (At shutdown every sink has finished:
+                // nothing is waited for.)
+                let until = Instant::now() + HAND_OVER_WAIT;
+                while self.waiting() && !abort.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < until {
+                    match rx.recv_timeout(Duration::from_millis(20)) {
+                        Ok(sig) => self.apply(sig),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
                 while let Ok(sig) = rx.try_recv() {
                     self.apply(sig);
                 }
