@@ -174,6 +174,50 @@ fn rotation_while_writing_loses_and_duplicates_nothing() {
     eprintln!("rotation test: unread bytes at each rotation {behind:?}");
 }
 
+/// The reader is held back (its sink cannot write) while the file is rotated several
+/// times, copytruncate and rename in turn: a file copytruncated and then renamed before
+/// the reader got back to it keeps its old content in the copy, which is read; every
+/// line arrives exactly once.
+#[test]
+fn rotations_while_the_reader_is_held_back_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let fifo = dir.path().join("out.ndjson");
+    mkfifo(&fifo);
+    let a = logs.join("a.log");
+    let cfg = format!(
+        "{}[pipeline]\nbatch_max_events = 200\nbuffer_batches = 1\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nscan_interval = \"50ms\"\nrotate_wait = \"1s\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
+        header(dir.path(), None),
+        logs.display(),
+        fifo.display()
+    );
+    let mut s = Sluice::start(dir.path(), &cfg);
+    // Nobody reads the FIFO yet: the sink cannot open it and the source is held back.
+    let mut next = 0;
+    for round in 1..=8 {
+        append(&a, "H", next..next + 2_000);
+        next += 2_000;
+        std::thread::sleep(Duration::from_millis(200));
+        let rotated = logs.join(format!("a.log.{round}"));
+        if round % 2 == 1 {
+            std::fs::rename(&a, &rotated).unwrap();
+        } else {
+            copytruncate(&a, &rotated);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    append(&a, "H", next..next + 2_000);
+    next += 2_000;
+    let collector = FifoCollector::start(fifo);
+    collector.slow.store(false, Ordering::Relaxed);
+    let ok = wait_until(Duration::from_secs(60), || collector.count() >= next);
+    assert!(ok, "only {} of {next} lines arrived; stderr:\n{}", collector.count(), s.stderr());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.terminate(Duration::from_secs(20)), 0);
+    assert_exactly_once(&collector.finish(), &expected("H", next));
+}
+
 /// kill -9 at arbitrary moments (while writing, rotating, and while sluice is down):
 /// every line arrives at least once; duplicates stay within about one batch per kill.
 #[test]

@@ -848,7 +848,7 @@ impl Reader<'_> {
         // If the file was truncated and rewritten between the check and the read, the
         // bytes may be new content read at an old offset: verify the prefix again and
         // discard the chunk if it changed.
-        if t.rotated_since.is_none() && !prefix_unchanged(t.file.as_ref().expect("open"), t.fp)? {
+        if !prefix_unchanged(t.file.as_ref().expect("open"), t.fp)? {
             buf.clear();
             self.check_truncation(i)?;
             return Ok(1);
@@ -924,8 +924,10 @@ impl Reader<'_> {
             }
             return Ok(false);
         }
-        if t.rotated_since.is_some() {
-            // A rotated file that shrinks is not ours to follow any more.
+        if t.rotated_since.is_some() && same_prefix {
+            // A rotated file that shrinks is not ours to follow any more. (One whose first
+            // bytes changed was copytruncated before it was renamed, while unread: its old
+            // content is in the copy, found below as for a file at its path.)
             return Ok(false);
         }
         self.on_truncated(i, head)?;
