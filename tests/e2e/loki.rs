@@ -24,6 +24,8 @@ struct Seen {
 /// then 204.
 pub(crate) struct Receiver {
     seen: Arc<Mutex<Seen>>,
+    /// Cleared: every push is answered 503 (Loki down).
+    available: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
@@ -55,21 +57,27 @@ impl Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let s = seen.clone();
+        let available = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (s, up) = (seen.clone(), available.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (seen, script, tls) = (s.clone(), script.clone(), tls.clone());
+                let (seen, script, tls, up) = (s.clone(), script.clone(), tls.clone(), up.clone());
                 std::thread::spawn(move || match tls {
-                    None => serve(conn, &seen, &script),
+                    None => serve(conn, &seen, &script, &up),
                     Some(cfg) => {
                         let Ok(server) = rustls::ServerConnection::new(cfg) else { return };
-                        serve(rustls::StreamOwned::new(server, conn), &seen, &script)
+                        serve(rustls::StreamOwned::new(server, conn), &seen, &script, &up)
                     }
                 });
             }
         });
-        Receiver { seen }
+        Receiver { seen, available }
+    }
+
+    /// Down (`false`: every push gets 503) or up again.
+    pub(crate) fn set_available(&self, up: bool) {
+        self.available.store(up, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every accepted entry: (labels, timestamp ns, line, structured metadata).
@@ -92,7 +100,7 @@ impl Receiver {
 type Script = Mutex<VecDeque<(u16, Option<u64>, &'static str)>>;
 
 /// One connection: read pushes until it closes, answer from the script (then 204).
-fn serve(stream: impl Read + Write, seen: &Mutex<Seen>, script: &Script) {
+fn serve(stream: impl Read + Write, seen: &Mutex<Seen>, script: &Script, up: &std::sync::atomic::AtomicBool) {
     let mut r = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -126,7 +134,11 @@ fn serve(stream: impl Read + Write, seen: &Mutex<Seen>, script: &Script) {
             return;
         }
         assert!(line.starts_with("POST /loki/api/v1/push "), "{line}");
-        let (status, retry_after, text) = script.lock().unwrap().pop_front().unwrap_or((204, None, ""));
+        let (status, retry_after, text) = if up.load(std::sync::atomic::Ordering::Relaxed) {
+            script.lock().unwrap().pop_front().unwrap_or((204, None, ""))
+        } else {
+            (503, None, "down for the test")
+        };
         {
             let mut seen = seen.lock().unwrap();
             seen.requests.push((status, Instant::now(), tenant));

@@ -15,6 +15,7 @@ mod config_errors;
 mod corpus;
 mod delivery;
 mod docs;
+mod faults;
 mod files_scale;
 mod guides;
 mod mining;

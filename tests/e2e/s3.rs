@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     http: reqwest::blocking::Client,
 }
 
@@ -25,7 +25,7 @@ fn moto_bin() -> Option<PathBuf> {
 }
 
 impl Moto {
-    fn start() -> Option<Moto> {
+    pub(crate) fn start() -> Option<Moto> {
         let bin = moto_bin()?;
         let port = free_port();
         let child = Command::new(bin)
@@ -59,13 +59,13 @@ impl Moto {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
 
-    fn create_bucket(&self, name: &str) {
+    pub(crate) fn create_bucket(&self, name: &str) {
         let r = self.http.put(self.url(name)).send().unwrap();
         assert!(r.status().is_success(), "create bucket: {}", r.status());
     }
 
     /// Every key in the bucket, sorted (S3 lists in key order).
-    fn keys(&self, bucket: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -82,7 +82,7 @@ impl Moto {
         }
     }
 
-    fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+    pub(crate) fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
         let r = self.http.get(self.url(&format!("{bucket}/{key}"))).send().unwrap();
         assert!(r.status().is_success(), "GET {key}: {}", r.status());
         r.bytes().unwrap().to_vec()
@@ -99,7 +99,7 @@ impl Moto {
         xml_values(&body, "UploadId").len()
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         unsafe {
             libc::kill(self.child.id() as i32, sig);
         }
@@ -128,7 +128,7 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
 }
 
 /// The NDJSON events of an object.
-fn events_of(data: &[u8], key: &str) -> Vec<serde_json::Value> {
+pub(crate) fn events_of(data: &[u8], key: &str) -> Vec<serde_json::Value> {
     let raw =
         if key.ends_with(".zst") { zstd::decode_all(data).expect("a complete zstd stream") } else { data.to_vec() };
     raw.split(|b| *b == b'\n')
@@ -137,7 +137,7 @@ fn events_of(data: &[u8], key: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn aws_env() -> Vec<(&'static str, String)> {
+pub(crate) fn aws_env() -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID", "sluice-test".into()),
         ("AWS_SECRET_ACCESS_KEY", "sluice-test-secret".into()),
