@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(format_string templates presets timestamp mining syslog_stream)
+[ ${#targets[@]} -gt 0 ] || targets=(format_string templates presets timestamp mining syslog_stream event_codec)
 export RUSTC_BOOTSTRAP=1
 logs=../examples/quickstart/logs
 seed() {

@@ -12,7 +12,7 @@
 //! The [`Reader`] reads records in order and hands them on as batches with their own
 //! acknowledgement tokens. When the sink releases them, the read position (`reader.json`)
 //! advances over the acknowledged prefix and segments behind it are deleted. The position
-//! is saved at most every 250 ms and when the reader finishes, so after a crash up to that
+//! is saved at most every 20 ms and when the reader finishes, so after a crash up to that
 //! much may be delivered twice; nothing is lost. A record cut short by a crash (written
 //! but never committed, so never acknowledged: the source reads it again) fails its CRC
 //! and ends its segment.
@@ -450,7 +450,7 @@ impl Reader {
         Ok(Next::Batch(batch))
     }
 
-    /// Apply acknowledgements; save the position when it moved (at most every 250 ms
+    /// Apply acknowledgements; save the position when it moved (at most every 20 ms
     /// unless `force`).
     fn take_acks(&mut self, force: bool) -> std::io::Result<()> {
         while let Ok(s) = self.rx.try_recv() {
