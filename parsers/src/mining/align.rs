@@ -3,6 +3,23 @@
 
 use super::*;
 
+/// Does shape token `b` fit template token `a`: `<*>` takes any token, a literal with
+/// `<*>` parts (`user=<*>`, `(<*>)`, `blk_<*>`) any token that fills each part with
+/// something, other literals only themselves.
+pub(super) fn tok_fits(a: &Tok, b: &Tok) -> bool {
+    match (a, b) {
+        (Tok::Var, _) => true,
+        (Tok::Lit(x), Tok::Lit(y)) => {
+            x == y
+                || (x.contains(VAR) && {
+                    let mut parts = Vec::new();
+                    sub_params(x, y.as_bytes(), &mut parts) && parts.iter().all(|p| !p.is_empty())
+                })
+        }
+        (Tok::Lit(_), Tok::Var) => false,
+    }
+}
+
 /// Does `toks` fit template `tt`, where a `<*>` may take one or more tokens?
 pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
     // Memoised on (template position, token position): polynomial, whatever the input.
@@ -16,7 +33,7 @@ pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
             Some(Tok::Var) => {
                 (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed))
             }
-            Some(a) => toks.get(j).is_some_and(|b| a == b) && go(tt, toks, i + 1, j + 1, failed),
+            Some(a) => toks.get(j).is_some_and(|b| tok_fits(a, b)) && go(tt, toks, i + 1, j + 1, failed),
         };
         failed[slot] = !ok;
         ok

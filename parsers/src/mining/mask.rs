@@ -186,22 +186,77 @@ impl Masker {
             i = end;
             let tok = &msg[start..end];
             let (digits, at, eq) = (seen & C_DIGIT != 0, seen & C_AT != 0, seen & C_EQ != 0);
-            // A unit after a number belongs to it: `512 KB`, `30 ms`.
+            // A unit after a number belongs to it: `512 KB`, `30 ms`. Punctuation after
+            // the unit stays literal (`(16.0 KB, free 400.0 MB)` → `(<*> <*>, free <*> <*>)`)
+            // so a parameter never takes a bracket of the text around it.
             if prev_var && !digits && tok.len() <= 7 && is_unit(tok) {
+                let (_, trail) = Self::framing(tok);
+                if trail == 0 {
+                    continue;
+                }
+                let p0 = self.pieces.len();
+                self.pieces.push(Piece::Var);
+                self.pieces.push(Piece::Lit(end - trail, end));
+                self.hash_pieces(msg, p0);
+                if build {
+                    self.toks.push(Some((p0, self.pieces.len())));
+                } else {
+                    self.pieces.truncate(p0);
+                }
+                prev_var = false;
                 continue;
             }
-            let whole_var = (!self.user.is_empty() && self.user_covers(start, end))
-                || (tok.len() > 2
-                    && (tok[0] == b'/' || tok[0] == b'.' || tok[0] == b'~' || tok[0] == b'h')
-                    && is_path_or_url(tok))
-                || (at && is_email(tok))
-                || (!digits && tok.len() >= 3 && tok.len() <= 10 && tok[0].is_ascii_uppercase() && is_date_word(tok))
-                || (digits && dots >= 2 && is_host_with_digits(tok))
-                || (seen & C_COLON != 0 && tok.len() >= 3 && is_ipv6(tok))
-                || (tok.len() == 2 && is_empty_pair(tok));
-            if whole_var {
+            if !self.user.is_empty() && self.user_covers(start, end) {
                 self.push_var(prev_var, build);
                 prev_var = true;
+                continue;
+            }
+            // Whole-token variables (paths, URLs, addresses, host names, dates) are
+            // recognised inside the brackets and `:`, `,`, `;` framing them, which stay
+            // literal: `(/var/log/x):` → `(<*>):`.
+            let (lead, trail) = Self::outer_framing(tok);
+            let inner = &tok[lead..tok.len() - trail];
+            let whole_var = (inner.len() > 2
+                && (inner[0] == b'/' || inner[0] == b'.' || inner[0] == b'~' || inner[0] == b'h')
+                && is_path_or_url(inner))
+                || (at && is_email(inner))
+                || (!digits
+                    && inner.len() >= 3
+                    && inner.len() <= 10
+                    && inner[0].is_ascii_uppercase()
+                    && is_date_word(inner))
+                || (digits && dots >= 2 && is_host_with_digits(inner))
+                || (seen & C_COLON != 0 && inner.len() >= 3 && is_ipv6(inner))
+                || (inner.len() == 2 && is_empty_pair(inner));
+            // An empty pair of brackets is a value left empty: `()` is `(<*>)` with nothing
+            // in it, the same token as `(host.name)` is.
+            let (lead, trail) =
+                if whole_var && lead == 0 && trail == 0 && tok.len() == 2 && tok[0] != b'"' && tok[0] != b'\'' {
+                    (1, 1)
+                } else {
+                    (lead, trail)
+                };
+            if whole_var && lead == 0 && trail == 0 {
+                self.push_var(prev_var, build);
+                prev_var = true;
+                continue;
+            }
+            if whole_var {
+                let p0 = self.pieces.len();
+                if lead > 0 {
+                    self.pieces.push(Piece::Lit(start, start + lead));
+                }
+                self.pieces.push(Piece::Var);
+                if trail > 0 {
+                    self.pieces.push(Piece::Lit(end - trail, end));
+                }
+                self.hash_pieces(msg, p0);
+                if build {
+                    self.toks.push(Some((p0, self.pieces.len())));
+                } else {
+                    self.pieces.truncate(p0);
+                }
+                prev_var = false;
                 continue;
             }
             if !digits && !eq {
@@ -220,6 +275,15 @@ impl Masker {
             // Punctuation around a variable stays literal: `user <*>: <*>`, `(<*>,`,
             // `<*>)`, `[<*>]`. A parameter never carries the brackets of the text
             // around it, so a template's brackets balance wherever its lines' do.
+            // A bracket between the variables (`0x7fa8(2004)`, `*)0)`) keeps the token as
+            // its pieces: collapsing it would take the bracket into a parameter.
+            let all_var = all_var
+                && !self.pieces[p0..].iter().enumerate().any(|(k, p)| match *p {
+                    Piece::Lit(a, b) => {
+                        k > 0 && k + 1 < self.pieces.len() - p0 && msg[a..b].iter().any(|c| b"()[]{}".contains(c))
+                    }
+                    Piece::Var => false,
+                });
             let (lead, trail) = if all_var { Self::framing(tok) } else { (0, 0) };
             if all_var && lead == 0 && trail == 0 {
                 self.pieces.truncate(p0);
@@ -251,10 +315,59 @@ impl Masker {
     /// opening brackets before, closing brackets and `:`, `,`, `;` after. At least one
     /// byte is left for the variable.
     fn framing(tok: &[u8]) -> (usize, usize) {
-        let lead = tok.iter().take_while(|&&b| matches!(b, b'(' | b'[' | b'{')).count();
-        let trail =
-            tok[lead..].iter().rev().take_while(|&&b| matches!(b, b')' | b']' | b'}' | b':' | b',' | b';')).count();
+        // Brackets before the value, with the punctuation among them (`*)0)`: `*)` is text;
+        // `******1234` has no bracket: all value).
+        let run = tok
+            .iter()
+            .take_while(|&&b| matches!(b, b'(' | b'[' | b'{' | b')' | b']' | b'}' | b'<' | b'*' | b'&' | b'|' | b'='))
+            .count();
+        let lead = if tok[..run].iter().any(|b| b"([{)]}".contains(b)) { run } else { 0 };
+        // A full stop after a closing bracket ends a sentence: `(TID 4).`
+        let stop =
+            usize::from(tok.len() >= 2 && tok.ends_with(b".") && matches!(tok[tok.len() - 2], b')' | b']' | b'}'));
+        let trail = stop
+            + tok[lead..tok.len() - stop]
+                .iter()
+                .rev()
+                .take_while(|&&b| matches!(b, b')' | b']' | b'}' | b'>' | b':' | b',' | b';'))
+                .count();
         if lead + trail >= tok.len() {
+            (0, 0)
+        } else {
+            (lead, trail)
+        }
+    }
+
+    /// The brackets and `:`, `,`, `;` around a token: opening brackets before it, and
+    /// after it closing brackets the token does not open itself (`(x)` inside a URL
+    /// stays) and `:`, `,`, `;`. At least one byte is left inside.
+    fn outer_framing(tok: &[u8]) -> (usize, usize) {
+        let lead = tok.iter().take_while(|&&b| matches!(b, b'(' | b'[' | b'{')).count();
+        let body = &tok[lead..];
+        let count = |s: &[u8], c: u8| s.iter().filter(|&&b| b == c).count();
+        let mut trail = 0;
+        while trail < body.len() {
+            let rest = &body[..body.len() - trail];
+            let b = rest[rest.len() - 1];
+            let unmatched = |open: u8| count(rest, b) > count(rest, open);
+            let strip = match b {
+                b':' | b',' | b';' => true,
+                b')' => unmatched(b'('),
+                b']' => unmatched(b'['),
+                b'}' => unmatched(b'{'),
+                _ => false,
+            };
+            if !strip {
+                break;
+            }
+            trail += 1;
+        }
+        // The brackets left inside must pair up among themselves (`[2001:db8::1]:443`
+        // keeps its `[`: the `]` inside closes it).
+        let inner = &body[..body.len() - trail];
+        let paired =
+            [(b'(', b')'), (b'[', b']'), (b'{', b'}')].iter().all(|&(o, c)| count(inner, o) == count(inner, c));
+        if lead + trail >= tok.len() || !paired {
             (0, 0)
         } else {
             (lead, trail)
@@ -367,8 +480,13 @@ impl Masker {
             if l > f + 1
                 && ps[f..=l].iter().all(|x| match *x {
                     Piece::Var => true,
+                    // (Not across a bracket: `0x7f(115)` is two values, and the
+                    // brackets stay in the template.)
                     Piece::Lit(a, b) => {
-                        msg[a..b].split(|&c| is_sep(c)).all(|w| w.len() <= 2 && w.iter().all(u8::is_ascii_alphabetic))
+                        !msg[a..b].iter().any(|c| b"()[]{}".contains(c))
+                            && msg[a..b]
+                                .split(|&c| is_sep(c))
+                                .all(|w| w.len() <= 2 && w.iter().all(u8::is_ascii_alphabetic))
                     }
                 })
             {

@@ -149,7 +149,7 @@ impl Miner {
         if let Some(c) = self.by_len.get(&toks.len()) {
             for &t in c {
                 let tt = &self.templates[t as usize].tokens;
-                if tt.iter().zip(toks).all(|(a, b)| a == b || *a == Tok::Var) {
+                if tt.iter().zip(toks).all(|(a, b)| tok_fits(a, b)) {
                     return Some(t);
                 }
             }
@@ -163,7 +163,10 @@ impl Miner {
                 for &t in c {
                     let tt = &self.templates[t as usize].tokens;
                     // Cheap checks first: the ends must agree unless a <*> is there.
-                    let ends = |a: Option<&Tok>, b: Option<&Tok>| a == Some(&Tok::Var) || a == b;
+                    let ends = |a: Option<&Tok>, b: Option<&Tok>| match (a, b) {
+                        (Some(a), Some(b)) => tok_fits(a, b),
+                        (a, b) => a == b,
+                    };
                     if ends(tt.first(), toks.first())
                         && ends(tt.last(), toks.last())
                         && tt.contains(&Tok::Var)
@@ -179,8 +182,41 @@ impl Miner {
 
     pub(super) fn add_template(&mut self, toks: Vec<Tok>, example: &[u8]) -> u32 {
         let t = self.push_template(toks, String::from_utf8_lossy(example).into_owned(), Vec::new());
+        self.absorb_narrower(t);
         self.register_families(t);
         t
+    }
+
+    /// Templates of the same length that `t` covers (each of their tokens fits its token:
+    /// `net:<*>-bddd-<*>` under `net:<*>`) join it: a line is never left in a narrower
+    /// template than the one the next such line goes to.
+    pub(super) fn absorb_narrower(&mut self, t: u32) {
+        let len = self.templates[t as usize].tokens.len();
+        let Some(same) = self.by_len.get(&len) else { return };
+        let covered: Vec<u32> = same
+            .iter()
+            .copied()
+            .filter(|&u| u != t)
+            .filter(|&u| {
+                let (a, b) = (&self.templates[t as usize].tokens, &self.templates[u as usize].tokens);
+                a != b && a.iter().zip(b).all(|(x, y)| tok_fits(x, y))
+            })
+            .collect();
+        for u in covered {
+            let (count, id, aliases) = {
+                let tm = &mut self.templates[u as usize];
+                tm.merged_into = Some(t);
+                (tm.count, tm.id.clone(), std::mem::take(&mut tm.aliases))
+            };
+            if let Some(v) = self.by_len.get_mut(&len) {
+                v.retain(|&x| x != u);
+            }
+            self.live -= 1;
+            let tt = &mut self.templates[t as usize];
+            tt.count += count;
+            tt.aliases.push(id);
+            tt.aliases.extend(aliases);
+        }
     }
 
     pub(super) fn push_template(&mut self, tokens: Vec<Tok>, example: String, aliases: Vec<String>) -> u32 {
@@ -265,22 +301,16 @@ impl Miner {
         live.retain(|&m| self.templates[m as usize].tokens.len() > p);
         let Some(&first) = live.first() else { return };
         let mut tokens = self.templates[first as usize].tokens.clone();
-        // `user=root`, `user=guest`, … → `user=<*>`.
-        let key = match &tokens[p] {
-            Tok::Lit(s) => s
-                .find('=')
-                .map(|k| &s[..=k])
-                .filter(|k| {
-                    live.iter()
-                        .all(|&m| matches!(&self.templates[m as usize].tokens[p], Tok::Lit(x) if x.starts_with(*k)))
-                })
-                .map(|k| format!("{k}{VAR}")),
-            Tok::Var => None,
-        };
-        tokens[p] = match key {
-            Some(k) => Tok::Lit(k.into()),
-            None => Tok::Var,
-        };
+        // What every member has around the differing part stays literal: `user=root`,
+        // `user=guest`, … → `user=<*>`; `(Active)`, `(Paused)`, … → `(<*>)`.
+        let words: Vec<&str> = live
+            .iter()
+            .filter_map(|&m| match &self.templates[m as usize].tokens[p] {
+                Tok::Lit(s) => Some(&**s),
+                Tok::Var => None,
+            })
+            .collect();
+        tokens[p] = if words.len() == live.len() { framed_var(&words) } else { Tok::Var };
         // Fold into a neighbouring <*>.
         // (Only a bare <*>: a `key=<*>` literal stays, whatever its neighbours.)
         if tokens[p] == Tok::Var
@@ -386,4 +416,42 @@ impl Miner {
             self.register_families(t);
         }
     }
+}
+
+/// The token that covers `words` (different texts of one template position): what
+/// they all have around the differing part that frames a value stays literal, `<*>`
+/// takes the rest: a `key=` they all start with (`user=root`, `user=guest` →
+/// `user=<*>`), opening brackets and quotes before the value and closing ones, `:`,
+/// `,`, `;` after it (`(Active)`, `(Paused)` → `(<*>)`). Other shared text (`root14_local`,
+/// `root26_local`) is not kept: the next value may not share it. A bare `<*>` when
+/// nothing frames them.
+pub(super) fn framed_var(words: &[&str]) -> Tok {
+    let Some((first, rest)) = words.split_first() else { return Tok::Var };
+    let f = first.as_bytes();
+    let shortest = words.iter().map(|w| w.len()).min().unwrap_or(0);
+    let common_prefix =
+        rest.iter().fold(f.len(), |n, w| f.iter().zip(w.as_bytes()).take(n).take_while(|(a, b)| a == b).count());
+    let common_suffix = rest.iter().fold(f.len(), |n, w| {
+        f.iter().rev().zip(w.as_bytes().iter().rev()).take(n).take_while(|(a, b)| a == b).count()
+    });
+    let opening = |b: &u8| matches!(b, b'(' | b'[' | b'{' | b'"' | b'\'');
+    let closing = |b: &u8| matches!(b, b')' | b']' | b'}' | b'"' | b'\'' | b':' | b',' | b';');
+    // The shared beginning up to its last `=` or opening bracket or quote (`user=`, `(`,
+    // `chdir(`), never into a `<*>`.
+    let shared = &f[..common_prefix];
+    let shared = &shared[..shared.windows(3).position(|w| w == VAR.as_bytes()).unwrap_or(shared.len())];
+    let mut pre = shared.iter().rposition(|b| *b == b'=' || opening(b)).map_or(0, |k| k + 1);
+    let mut suf = f[f.len() - common_suffix..].iter().rev().take_while(|b| closing(b)).count();
+    // Leave at least one character of every word to the variable.
+    while pre + suf >= shortest && (pre > 0 || suf > 0) {
+        if suf > 0 {
+            suf -= 1;
+        } else {
+            pre -= 1;
+        }
+    }
+    if pre == 0 && suf == 0 {
+        return Tok::Var;
+    }
+    Tok::Lit(format!("{}{VAR}{}", &first[..pre], &first[first.len() - suf..]).into())
 }

@@ -14,7 +14,11 @@
 //!    and `:`, `,`, `;` framing it kept literal (`1920)` → `<*>)`, `[7]` → `[<*>]`); a unit
 //!    after it (`512 KB`, `30 ms`) belongs to it; consecutive variable tokens fold into
 //!    one, so a variable spanning a different number of tokens does not split a
-//!    template (Drain3 #66). Quoted words (`'Active'`) and word values of `key=value`
+//!    template (Drain3 #66). Brackets and `:`, `,`, `;` around a whole-token variable
+//!    stay literal too (`(/var/x):` → `(<*>):`), an empty pair `()` is `(<*>)` with
+//!    nothing in it, ids are not joined across a bracket (`0x7f(12)` → `<*>(<*>)`) and
+//!    punctuation after a unit stays (`400 MB)` → `<*> <*>)`): a template keeps every
+//!    literal character of its lines. Quoted words (`'Active'`) and word values of `key=value`
 //!    are not masked: they are usually states, and merge only by step 3. User masks
 //!    (regexes) run first.
 //! 2. **Shapes.** The masked token sequence is a *shape*, found by a 64-bit hash in one
@@ -27,7 +31,10 @@
 //!    variable (the Drain3 #109 merge); many values (user names, host names) are one.
 //!    A word generalises only with `min_context` (3) other words in the template, and
 //!    the first word with one more: short messages are named by their words (`boot
-//!    (command <*>)`, `cupsd startup succeeded`).
+//!    (command <*>)`, `cupsd startup succeeded`). A merged position keeps what frames
+//!    every member's value (`user=<*>`, `(<*>)`, `chdir(<*>)`), and such a token takes
+//!    later words that fill it (`user=bob`); a new template that covers an older,
+//!    narrower one absorbs it.
 //!
 //! Ids: `template_id` is the FNV-1a hash of the template text, the same in every
 //! process. When templates generalise, the merged template gets a new id (its text

@@ -53,7 +53,7 @@ fn masks_typed_variables() {
     assert_eq!(text(&m, r[3]), "request <*> took <*> from <*> for <*>");
     assert_eq!(text(&m, r[4]), "order ORD-<*> shipped via <*> status=ok");
     assert_eq!(text(&m, r[5]), "Component <*> is in the unavailable state (HWID=<*>)");
-    assert_eq!(text(&m, r[6]), "connection from <*> at <*>");
+    assert_eq!(text(&m, r[6]), "connection from <*> (<*>) at <*>");
     assert_eq!(text(&m, r[7]), "peer <*> joined via <*> and ::");
 }
 
@@ -205,4 +205,111 @@ fn brackets_around_a_variable_stay_in_the_template() {
     assert_eq!(t[1], "Bounds(<*>, <*> - <*>, <*>) done");
     assert_eq!(t[3], "Retrying charge (attempt <*> of <*>) reason=declined");
     assert_eq!(t[5], "queue sizes [<*>] [<*>]");
+}
+
+/// `../shared/loghub` beside the repository (CI has it; on a user's machine the test
+/// skips with a message, and fails when SLUICE_REQUIRE_TOOLS is set).
+fn loghub_dir() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/loghub");
+    if p.join("HDFS/HDFS_2k.log_structured.csv").exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("SLUICE_REQUIRE_TOOLS").is_none(),
+        "../shared/loghub is required: SLUICE_REQUIRE_TOOLS is set"
+    );
+    eprintln!("SKIP: ../shared/loghub is absent");
+    None
+}
+
+/// The `Content` column of a Loghub structured CSV (quoted fields, `""` escapes).
+fn loghub_contents(dir: &std::path::Path, set: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(format!("{set}/{set}_2k.log_structured.csv"))).unwrap();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let (mut row, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            ('\r', false) => {}
+            (c, _) => field.push(c),
+        }
+    }
+    let content = rows[0].iter().position(|h| h == "Content").unwrap();
+    rows[1..].iter().map(|r| r[content].clone()).collect()
+}
+
+/// `()`, `[]` and `{}` nest properly.
+fn brackets_balance(s: &str) -> bool {
+    let mut stack = Vec::new();
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '{' => stack.push(c),
+            ')' | ']' | '}' => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if stack.pop() != Some(open) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    stack.is_empty()
+}
+
+/// Over the eight shared Loghub sets: each line is its final template with its
+/// parameters put back (the template keeps every literal character), and a template's
+/// brackets balance whenever all of its lines' do (a parameter never carries the
+/// brackets around it).
+#[test]
+fn every_line_is_its_template_with_its_params_and_brackets_stay_in_templates() {
+    let Some(dir) = loghub_dir() else { return };
+    let mut failures = Vec::new();
+    let mut templates_checked = 0;
+    for set in ["HDFS", "Hadoop", "Spark", "BGL", "HPC", "Linux", "Mac", "OpenStack"] {
+        let lines = loghub_contents(&dir, set);
+        let mut m = Miner::new(MinerConfig::default());
+        let mined: Vec<Mined> = lines.iter().map(|l| m.mine(l.as_bytes())).collect();
+        let mut lines_balance: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+        for (line, r) in lines.iter().zip(&mined) {
+            let t = m.template_of_shape(r.shape);
+            let text = m.template(t).text.clone();
+            let params = m.params(line.as_bytes(), t);
+            let words: Vec<&str> = line.split_ascii_whitespace().collect();
+            let mut rebuilt = String::new();
+            let mut params = params.iter();
+            for (i, part) in text.split(VAR).enumerate() {
+                if i > 0 {
+                    rebuilt.push_str(params.next().map_or("\u{0}missing\u{0}", |s| s.as_str()));
+                }
+                rebuilt.push_str(part);
+            }
+            if rebuilt != words.join(" ") || params.next().is_some() {
+                failures.push(format!("{set}: `{line}` is not `{text}` with its params: `{rebuilt}`"));
+            }
+            *lines_balance.entry(t).or_insert(true) &= brackets_balance(line);
+        }
+        for (t, balanced) in lines_balance {
+            templates_checked += 1;
+            let text = &m.template(t).text;
+            if balanced && !brackets_balance(text) {
+                failures.push(format!("{set}: `{text}` lost a bracket its lines balance"));
+            }
+        }
+    }
+    eprintln!("{templates_checked} templates, {} failures", failures.len());
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
