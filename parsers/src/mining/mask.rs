@@ -214,7 +214,19 @@ impl Masker {
             // Whole-token variables (paths, URLs, addresses, host names, dates) are
             // recognised inside the brackets and `:`, `,`, `;` framing them, which stay
             // literal: `(/var/log/x):` → `(<*>):`.
-            let (lead, trail) = Self::outer_framing(tok);
+            // (Most tokens neither start nor end with punctuation, or cannot be one of
+            // these variables whatever their framing: no framing to look for.)
+            let opened = tok.iter().take_while(|&&b| matches!(b, b'(' | b'[' | b'{')).count();
+            let first = tok.get(opened).copied().unwrap_or(0);
+            let candidate = at
+                || (digits && dots >= 2)
+                || seen & C_COLON != 0
+                || matches!(first, b'/' | b'.' | b'~' | b'h')
+                || first.is_ascii_uppercase()
+                || tok.len() <= 4;
+            let framed =
+                candidate && (opened > 0 || matches!(tok[tok.len() - 1], b')' | b']' | b'}' | b':' | b',' | b';'));
+            let (lead, trail) = if framed { Self::outer_framing(tok) } else { (0, 0) };
             let inner = &tok[lead..tok.len() - trail];
             let whole_var = (inner.len() > 2
                 && (inner[0] == b'/' || inner[0] == b'.' || inner[0] == b'~' || inner[0] == b'h')
@@ -278,12 +290,13 @@ impl Masker {
             // A bracket between the variables (`0x7fa8(2004)`, `*)0)`) keeps the token as
             // its pieces: collapsing it would take the bracket into a parameter.
             let all_var = all_var
-                && !self.pieces[p0..].iter().enumerate().any(|(k, p)| match *p {
-                    Piece::Lit(a, b) => {
-                        k > 0 && k + 1 < self.pieces.len() - p0 && msg[a..b].iter().any(|c| b"()[]{}".contains(c))
-                    }
-                    Piece::Var => false,
-                });
+                && (self.pieces.len() - p0 <= 2
+                    || !self.pieces[p0..].iter().enumerate().any(|(k, p)| match *p {
+                        Piece::Lit(a, b) => {
+                            k > 0 && k + 1 < self.pieces.len() - p0 && msg[a..b].iter().any(|c| b"()[]{}".contains(c))
+                        }
+                        Piece::Var => false,
+                    }));
             let (lead, trail) = if all_var { Self::framing(tok) } else { (0, 0) };
             if all_var && lead == 0 && trail == 0 {
                 self.pieces.truncate(p0);
@@ -344,29 +357,46 @@ impl Masker {
     fn outer_framing(tok: &[u8]) -> (usize, usize) {
         let lead = tok.iter().take_while(|&&b| matches!(b, b'(' | b'[' | b'{')).count();
         let body = &tok[lead..];
-        let count = |s: &[u8], c: u8| s.iter().filter(|&&b| b == c).count();
+        // The common case, no bracket at either end (`failed:`, `42,`): no counting.
+        let plain = body.iter().rev().take_while(|&&b| matches!(b, b':' | b',' | b';')).count();
+        if lead == 0 && (plain == body.len() || !matches!(body[body.len() - 1 - plain], b')' | b']' | b'}')) {
+            return if plain >= tok.len() { (0, 0) } else { (0, plain) };
+        }
+        // Opening and closing brackets of each kind in the body, in one pass.
+        let mut n = [0usize; 6];
+        for &b in body {
+            match b {
+                b'(' => n[0] += 1,
+                b')' => n[1] += 1,
+                b'[' => n[2] += 1,
+                b']' => n[3] += 1,
+                b'{' => n[4] += 1,
+                b'}' => n[5] += 1,
+                _ => {}
+            }
+        }
         let mut trail = 0;
         while trail < body.len() {
-            let rest = &body[..body.len() - trail];
-            let b = rest[rest.len() - 1];
-            let unmatched = |open: u8| count(rest, b) > count(rest, open);
-            let strip = match b {
-                b':' | b',' | b';' => true,
-                b')' => unmatched(b'('),
-                b']' => unmatched(b'['),
-                b'}' => unmatched(b'{'),
-                _ => false,
+            let b = body[body.len() - 1 - trail];
+            // A closing bracket is framing when the body does not open it itself.
+            let k = match b {
+                b':' | b',' | b';' => None,
+                b')' => Some(0),
+                b']' => Some(2),
+                b'}' => Some(4),
+                _ => break,
             };
-            if !strip {
-                break;
+            if let Some(k) = k {
+                if n[k + 1] <= n[k] {
+                    break;
+                }
+                n[k + 1] -= 1;
             }
             trail += 1;
         }
         // The brackets left inside must pair up among themselves (`[2001:db8::1]:443`
         // keeps its `[`: the `]` inside closes it).
-        let inner = &body[..body.len() - trail];
-        let paired =
-            [(b'(', b')'), (b'[', b']'), (b'{', b'}')].iter().all(|&(o, c)| count(inner, o) == count(inner, c));
+        let paired = n[0] == n[1] && n[2] == n[3] && n[4] == n[5];
         if lead + trail >= tok.len() || !paired {
             (0, 0)
         } else {
