@@ -146,10 +146,14 @@ impl Miner {
     /// A live template the shape fits: same length with `<*>` where they differ, or a
     /// `<*>` that takes several tokens.
     pub(super) fn find_fit(&self, toks: &[Tok]) -> Option<u32> {
+        // A template without a word of its own (`<*>`, from a line that is one number)
+        // takes no line that has one: it would be a catch-all for every short message
+        // (`done`, `deleting <*>`).
+        let has_words = toks.iter().any(has_word);
         if let Some(c) = self.by_len.get(&toks.len()) {
             for &t in c {
                 let tt = &self.templates[t as usize].tokens;
-                if tt.iter().zip(toks).all(|(a, b)| tok_fits(a, b)) {
+                if tt.iter().zip(toks).all(|(a, b)| tok_fits(a, b)) && (!has_words || tt.iter().any(has_word)) {
                     return Some(t);
                 }
             }
@@ -170,6 +174,7 @@ impl Miner {
                     if ends(tt.first(), toks.first())
                         && ends(tt.last(), toks.last())
                         && tt.contains(&Tok::Var)
+                        && tt.iter().any(has_word)
                         && fits_with_spans(tt, toks)
                     {
                         return Some(t);
@@ -415,6 +420,14 @@ impl Miner {
             self.templates[t as usize].count = count;
             self.register_families(t);
         }
+    }
+}
+
+/// A token with a letter of its own (outside its `<*>` parts).
+fn has_word(t: &Tok) -> bool {
+    match t {
+        Tok::Var => false,
+        Tok::Lit(s) => s.split(VAR).any(|part| part.bytes().any(|b| b.is_ascii_alphabetic())),
     }
 }
 

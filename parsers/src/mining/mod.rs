@@ -34,7 +34,9 @@
 //!    (command <*>)`, `cupsd startup succeeded`). A merged position keeps what frames
 //!    every member's value (`user=<*>`, `(<*>)`, `chdir(<*>)`), and such a token takes
 //!    later words that fill it (`user=bob`); a new template that covers an older,
-//!    narrower one absorbs it.
+//!    narrower one absorbs it. A template without a word of its own (`<*>`, from a line
+//!    that is only a number) takes no line that has one: it is never a catch-all for
+//!    short messages (`done`, `deleting <*>`).
 //!
 //! Ids: `template_id` is the FNV-1a hash of the template text, the same in every
 //! process. When templates generalise, the merged template gets a new id (its text

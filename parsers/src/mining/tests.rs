@@ -270,6 +270,42 @@ fn brackets_balance(s: &str) -> bool {
     stack.is_empty()
 }
 
+/// Mine `lines` with the defaults and check the two properties: each line is its final
+/// template with its parameters put back, and a template's brackets balance whenever
+/// all of its lines' do. Returns the failures and the number of templates.
+fn check_properties(name: &str, lines: &[String]) -> (Vec<String>, usize) {
+    let mut failures = Vec::new();
+    let mut m = Miner::new(MinerConfig::default());
+    let mined: Vec<Mined> = lines.iter().map(|l| m.mine(l.as_bytes())).collect();
+    let mut lines_balance: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+    for (line, r) in lines.iter().zip(&mined) {
+        let t = m.template_of_shape(r.shape);
+        let text = m.template(t).text.clone();
+        let params = m.params(line.as_bytes(), t);
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let mut rebuilt = String::new();
+        let mut params = params.iter();
+        for (i, part) in text.split(VAR).enumerate() {
+            if i > 0 {
+                rebuilt.push_str(params.next().map_or("\u{0}missing\u{0}", |s| s.as_str()));
+            }
+            rebuilt.push_str(part);
+        }
+        if rebuilt != words.join(" ") || params.next().is_some() {
+            failures.push(format!("{name}: `{line}` is not `{text}` with its params: `{rebuilt}`"));
+        }
+        *lines_balance.entry(t).or_insert(true) &= brackets_balance(line);
+    }
+    let templates = lines_balance.len();
+    for (t, balanced) in lines_balance {
+        let text = &m.template(t).text;
+        if balanced && !brackets_balance(text) {
+            failures.push(format!("{name}: `{text}` lost a bracket its lines balance"));
+        }
+    }
+    (failures, templates)
+}
+
 /// Over the eight shared Loghub sets: each line is its final template with its
 /// parameters put back (the template keeps every literal character), and a template's
 /// brackets balance whenever all of its lines' do (a parameter never carries the
@@ -280,36 +316,74 @@ fn every_line_is_its_template_with_its_params_and_brackets_stay_in_templates() {
     let mut failures = Vec::new();
     let mut templates_checked = 0;
     for set in ["HDFS", "Hadoop", "Spark", "BGL", "HPC", "Linux", "Mac", "OpenStack"] {
-        let lines = loghub_contents(&dir, set);
-        let mut m = Miner::new(MinerConfig::default());
-        let mined: Vec<Mined> = lines.iter().map(|l| m.mine(l.as_bytes())).collect();
-        let mut lines_balance: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
-        for (line, r) in lines.iter().zip(&mined) {
-            let t = m.template_of_shape(r.shape);
-            let text = m.template(t).text.clone();
-            let params = m.params(line.as_bytes(), t);
-            let words: Vec<&str> = line.split_ascii_whitespace().collect();
-            let mut rebuilt = String::new();
-            let mut params = params.iter();
-            for (i, part) in text.split(VAR).enumerate() {
-                if i > 0 {
-                    rebuilt.push_str(params.next().map_or("\u{0}missing\u{0}", |s| s.as_str()));
-                }
-                rebuilt.push_str(part);
-            }
-            if rebuilt != words.join(" ") || params.next().is_some() {
-                failures.push(format!("{set}: `{line}` is not `{text}` with its params: `{rebuilt}`"));
-            }
-            *lines_balance.entry(t).or_insert(true) &= brackets_balance(line);
-        }
-        for (t, balanced) in lines_balance {
-            templates_checked += 1;
-            let text = &m.template(t).text;
-            if balanced && !brackets_balance(text) {
-                failures.push(format!("{set}: `{text}` lost a bracket its lines balance"));
-            }
-        }
+        let (f, n) = check_properties(set, &loghub_contents(&dir, set));
+        failures.extend(f);
+        templates_checked += n;
     }
     eprintln!("{templates_checked} templates, {} failures", failures.len());
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The same two properties over the shared corpus generator's seven services (2 MB,
+/// whole lines with their headers, stack traces included), one miner per service.
+#[test]
+fn corpus_lines_are_their_templates_with_their_params() {
+    let Some(dir) = loghub_dir() else { return };
+    let script = dir.join("../corpus/gen_legacy_logs.py");
+    let out = std::env::temp_dir().join(format!("sluice-mining-corpus-{}", std::process::id()));
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--seed", "3", "--bytes", "2M", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3 runs the corpus generator");
+    assert!(status.success());
+    let mut failures = Vec::new();
+    let mut templates = 0;
+    for service in ["payments", "orders", "gateway", "access", "auth", "cart", "search"] {
+        let text = std::fs::read_to_string(out.join(format!("{service}.log"))).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        assert!(lines.len() > 50, "{service}: {} lines", lines.len());
+        let (f, n) = check_properties(service, &lines);
+        failures.extend(f);
+        templates += n;
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    eprintln!("corpus: {templates} templates, {} failures", failures.len());
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A template without a word of its own (`<*>`, from a line that is one number) is not
+/// a catch-all: short messages whose words differ keep their own templates.
+#[test]
+fn short_messages_do_not_fall_into_an_all_variable_template() {
+    let (m, r) = mine_all(&[
+        "1234567",
+        "deleting /tmp/a",
+        "done",
+        "flushQueue -- 42",
+        "deleting /tmp/b",
+        "flushQueue -- 43",
+        "done",
+        "0xdeadbeef",
+        "started",
+        "stopping now",
+    ]);
+    let got: Vec<String> = r.iter().map(|x| text(&m, *x)).collect();
+    assert_eq!(
+        got,
+        [
+            "<*>",
+            "deleting <*>",
+            "done",
+            "flushQueue -- <*>",
+            "deleting <*>",
+            "flushQueue -- <*>",
+            "done",
+            "<*>",
+            "started",
+            "stopping now"
+        ]
+    );
 }
