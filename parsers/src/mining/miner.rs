@@ -267,10 +267,13 @@ impl Miner {
         let literals = self.templates[t as usize].tokens.iter().filter(|x| **x != Tok::Var).count();
         let min_context = self.cfg.min_context;
         for p in 0..n {
-            if literals < min_context + 1 {
-                break;
+            // (A word that is partly a value already, `host:<*>`, `KB<*>~abc~<*>`, needs no
+            // context: its shape says it varies.)
+            let valued = matches!(&self.templates[t as usize].tokens[p], Tok::Lit(s) if s.contains(VAR));
+            if !valued && literals < min_context + 1 {
+                continue;
             }
-            if p == 0 && literals < min_context + 2 {
+            if !valued && p == 0 && literals < min_context + 2 {
                 continue;
             }
             let (word, cap) = match &self.templates[t as usize].tokens[p] {
@@ -455,6 +458,18 @@ pub(super) fn framed_var(words: &[&str]) -> Tok {
     let shared = &shared[..shared.windows(3).position(|w| w == VAR.as_bytes()).unwrap_or(shared.len())];
     let mut pre = shared.iter().rposition(|b| *b == b'=' || opening(b)).map_or(0, |k| k + 1);
     let mut suf = f[f.len() - common_suffix..].iter().rev().take_while(|b| closing(b)).count();
+    // A closing bracket whose opening one is in the middle of the word goes into the
+    // variable with it: `<*>)` would leave the `(` of `Foo.bar(Foo.java:42)` in the
+    // parameter. (One that closes a bracket opened before the word stays.)
+    let count = |s: &[u8], c: u8| s.iter().filter(|&&x| x == c).count();
+    let keeps = |suf: usize, open: u8, close: u8| {
+        let inside = count(f, open).min(count(f, close));
+        let in_middle = inside.saturating_sub(count(&f[..pre], open));
+        in_middle == 0 || count(&f[f.len() - suf..], close) <= count(f, close) - count(f, open).min(count(f, close))
+    };
+    while suf > 0 && !(keeps(suf, b'(', b')') && keeps(suf, b'[', b']') && keeps(suf, b'{', b'}')) {
+        suf -= 1;
+    }
     // Leave at least one character of every word to the variable.
     while pre + suf >= shortest && (pre > 0 || suf > 0) {
         if suf > 0 {

@@ -31,7 +31,8 @@
 //!    variable (the Drain3 #109 merge); many values (user names, host names) are one.
 //!    A word generalises only with `min_context` (3) other words in the template, and
 //!    the first word with one more: short messages are named by their words (`boot
-//!    (command <*>)`, `cupsd startup succeeded`). A merged position keeps what frames
+//!    (command <*>)`, `cupsd startup succeeded`). A word that is partly a value already
+//!    (`db-primary.internal:<*>`, `Pool.release:<*>`) needs no such context. A merged position keeps what frames
 //!    every member's value (`user=<*>`, `(<*>)`, `chdir(<*>)`), and such a token takes
 //!    later words that fill it (`user=bob`); a new template that covers an older,
 //!    narrower one absorbs it. A template without a word of its own (`<*>`, from a line

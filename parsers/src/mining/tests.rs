@@ -387,3 +387,35 @@ fn short_messages_do_not_fall_into_an_all_variable_template() {
         ]
     );
 }
+
+/// A word that is partly a value already (a host name and port, a dotted method and a
+/// line number, an id with parts) generalises without the context short messages need:
+/// one template, not one per prefix. A capitalised one needs eight values, like states.
+#[test]
+fn words_that_are_partly_values_generalise_in_short_messages() {
+    let mut lines = Vec::new();
+    for (i, w) in ["release", "acquire", "borrow", "evict", "close", "open"].iter().enumerate() {
+        lines.push(format!("pool call org.acme.net.Pool.{w}:{} took 3 ms", 400 + i));
+    }
+    for (i, h) in [
+        "db-primary.internal",
+        "db-primary.internal",
+        "db-replica.internal",
+        "cache.internal",
+        "db-primary.internal",
+        "queue.internal",
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines.push(format!("connected to {h}:{}", 5432 + i));
+    }
+    for (i, a) in ["abc", "def", "ghi", "jkl", "mno", "pqr", "stu", "vwx"].iter().enumerate() {
+        lines.push(format!("Installing Bundle_for_KB{}~{a}~x86~~1.0.{i} now", 1234560 + i));
+    }
+    let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+    let (m, r) = mine_all(&refs);
+    let mut got: Vec<String> = r.iter().map(|x| text(&m, *x)).collect();
+    got.dedup();
+    assert_eq!(got, ["pool call <*> took <*>", "connected to <*>", "Installing <*> now"]);
+}
