@@ -5,47 +5,41 @@
 //! balance whenever all of its lines' do.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sluice_parsers::mining::{Miner, MinerConfig, VAR};
+use sluice_parsers::mining::{brackets_balance as balanced, Miner, MinerConfig, VAR};
 use std::collections::HashMap;
 
-fn balanced(s: &str) -> bool {
-    let mut stack = Vec::new();
-    for c in s.chars() {
-        match c {
-            '(' | '[' | '{' => stack.push(c),
-            ')' | ']' | '}' => {
-                let open = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                if stack.pop() != Some(open) {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    stack.is_empty()
-}
-
 fuzz_target!(|data: &[u8]| {
+    // Eviction: a small template limit; every line's final template is a live one.
     let mut m = Miner::new(MinerConfig { max_templates: 8, min_distinct: 2, ..MinerConfig::default() });
-    let mut mined = Vec::new();
+    let mut shapes = Vec::new();
     for line in data.split(|&b| b == b'\n') {
         let r = m.mine(line);
         let _ = m.params(line, r.template);
-        mined.push((line, r.shape));
+        shapes.push(r.shape);
+    }
+    for s in shapes {
+        let t = m.template_of_shape(s);
+        let _ = &m.template(t).text;
+    }
+    assert!(m.templates().len() <= 9);
+
+    // The properties, without eviction (a template generalised by a line since forgotten
+    // is not judged by the lines left): quick merges, every line kept.
+    let mut m = Miner::new(MinerConfig { min_distinct: 2, ..MinerConfig::default() });
+    let mut mined = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        mined.push((line, m.mine(line).shape));
     }
     let mut lines_balance: HashMap<u32, bool> = HashMap::new();
     for (line, s) in mined {
         let t = m.template_of_shape(s);
-        if m.template(t).tokens.is_empty() {
-            continue; // forgotten (evicted with its shapes)
-        }
         let text = m.template(t).text.clone();
-        let Ok(line) = std::str::from_utf8(line) else { continue };
+        let Ok(line) = std::str::from_utf8(line) else {
+            lines_balance.insert(t, false);
+            continue;
+        };
         if line.contains(VAR) {
+            lines_balance.insert(t, false);
             continue; // a line holding the placeholder text itself cannot be told apart from a template
         }
         let params = m.params(line.as_bytes(), t);
@@ -65,5 +59,4 @@ fuzz_target!(|data: &[u8]| {
         let text = &m.template(t).text;
         assert!(!b || balanced(text), "`{text}` lost a bracket its lines balance");
     }
-    assert!(m.templates().len() <= 9);
 });

@@ -195,14 +195,8 @@ impl Masker {
                     continue;
                 }
                 let p0 = self.pieces.len();
-                self.pieces.push(Piece::Var);
-                self.pieces.push(Piece::Lit(end - trail, end));
-                self.hash_pieces(msg, p0);
-                if build {
-                    self.toks.push(Some((p0, self.pieces.len())));
-                } else {
-                    self.pieces.truncate(p0);
-                }
+                self.push_framed(start, end, 0, trail);
+                self.end_token(msg, p0, build);
                 prev_var = false;
                 continue;
             }
@@ -255,19 +249,8 @@ impl Masker {
             }
             if whole_var {
                 let p0 = self.pieces.len();
-                if lead > 0 {
-                    self.pieces.push(Piece::Lit(start, start + lead));
-                }
-                self.pieces.push(Piece::Var);
-                if trail > 0 {
-                    self.pieces.push(Piece::Lit(end - trail, end));
-                }
-                self.hash_pieces(msg, p0);
-                if build {
-                    self.toks.push(Some((p0, self.pieces.len())));
-                } else {
-                    self.pieces.truncate(p0);
-                }
+                self.push_framed(start, end, lead, trail);
+                self.end_token(msg, p0, build);
                 prev_var = false;
                 continue;
             }
@@ -306,21 +289,31 @@ impl Masker {
             }
             if all_var {
                 self.pieces.truncate(p0);
-                if lead > 0 {
-                    self.pieces.push(Piece::Lit(start, start + lead));
-                }
-                self.pieces.push(Piece::Var);
-                if trail > 0 {
-                    self.pieces.push(Piece::Lit(end - trail, end));
-                }
+                self.push_framed(start, end, lead, trail);
             }
-            self.hash_pieces(msg, p0);
-            if build {
-                self.toks.push(Some((p0, self.pieces.len())));
-            } else {
-                self.pieces.truncate(p0);
-            }
+            self.end_token(msg, p0, build);
             prev_var = false;
+        }
+    }
+
+    /// One variable with `lead` bytes of literal text before it and `trail` after it.
+    fn push_framed(&mut self, start: usize, end: usize, lead: usize, trail: usize) {
+        if lead > 0 {
+            self.pieces.push(Piece::Lit(start, start + lead));
+        }
+        self.pieces.push(Piece::Var);
+        if trail > 0 {
+            self.pieces.push(Piece::Lit(end - trail, end));
+        }
+    }
+
+    /// The token made of pieces `p0..` is complete: hash it, and keep it when building.
+    fn end_token(&mut self, msg: &[u8], p0: usize, build: bool) {
+        self.hash_pieces(msg, p0);
+        if build {
+            self.toks.push(Some((p0, self.pieces.len())));
+        } else {
+            self.pieces.truncate(p0);
         }
     }
 

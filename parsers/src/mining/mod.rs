@@ -62,6 +62,29 @@ pub use miner::{Mined, Miner, Template};
 /// The text of a variable in a template.
 pub const VAR: &str = "<*>";
 
+/// `()`, `[]` and `{}` nest properly in `s` (a template keeps its lines' brackets: the
+/// property the tests and the fuzz target check).
+pub fn brackets_balance(s: &str) -> bool {
+    let mut stack = Vec::new();
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '{' => stack.push(c),
+            ')' | ']' | '}' => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if stack.pop() != Some(open) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    stack.is_empty()
+}
+
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
     /// Templates kept; the least recently seen are forgotten beyond this.

@@ -248,28 +248,6 @@ fn loghub_contents(dir: &std::path::Path, set: &str) -> Vec<String> {
     rows[1..].iter().map(|r| r[content].clone()).collect()
 }
 
-/// `()`, `[]` and `{}` nest properly.
-fn brackets_balance(s: &str) -> bool {
-    let mut stack = Vec::new();
-    for c in s.chars() {
-        match c {
-            '(' | '[' | '{' => stack.push(c),
-            ')' | ']' | '}' => {
-                let open = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                if stack.pop() != Some(open) {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    stack.is_empty()
-}
-
 /// Mine `lines` with the defaults and check the two properties: each line is its final
 /// template with its parameters put back, and a template's brackets balance whenever
 /// all of its lines' do. Returns the failures and the number of templates.
