@@ -318,6 +318,15 @@ impl Miner {
                 Tok::Var => None,
             })
             .collect();
+        // Words that open or close brackets differently (`{"time":…` and a word without its
+        // `{`) are not values of one variable: a template must keep its lines' brackets.
+        let net = |w: &str| {
+            let c = |b: u8| w.bytes().filter(|&x| x == b).count() as i64;
+            [c(b'(') - c(b')'), c(b'[') - c(b']'), c(b'{') - c(b'}')]
+        };
+        if words.windows(2).any(|w| net(w[0]) != net(w[1])) {
+            return;
+        }
         tokens[p] = if words.len() == live.len() { framed_var(&words) } else { Tok::Var };
         // Fold into a neighbouring <*>.
         // (Only a bare <*>: a `key=<*>` literal stays, whatever its neighbours.)
@@ -325,6 +334,19 @@ impl Miner {
             && ((p > 0 && tokens[p - 1] == Tok::Var) || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var))
         {
             tokens.remove(p);
+        }
+        // A member whose root has since changed shape (another merge folded a token away)
+        // may not fit: it stays as it is, never holding lines the merged one cannot.
+        live.retain(|&m| {
+            let mt = &self.templates[m as usize].tokens;
+            if mt.len() == tokens.len() {
+                tokens.iter().zip(mt).all(|(a, b)| tok_fits(a, b))
+            } else {
+                mt.len() > tokens.len() && fits_with_spans(&tokens, mt)
+            }
+        });
+        if live.is_empty() {
+            return;
         }
         let mut aliases = Vec::new();
         let mut count = 0;
@@ -458,17 +480,20 @@ pub(super) fn framed_var(words: &[&str]) -> Tok {
     let shared = &shared[..shared.windows(3).position(|w| w == VAR.as_bytes()).unwrap_or(shared.len())];
     let mut pre = shared.iter().rposition(|b| *b == b'=' || opening(b)).map_or(0, |k| k + 1);
     let mut suf = f[f.len() - common_suffix..].iter().rev().take_while(|b| closing(b)).count();
-    // A closing bracket whose opening one is in the middle of the word goes into the
-    // variable with it: `<*>)` would leave the `(` of `Foo.bar(Foo.java:42)` in the
-    // parameter. (One that closes a bracket opened before the word stays.)
-    let count = |s: &[u8], c: u8| s.iter().filter(|&&x| x == c).count();
-    let keeps = |suf: usize, open: u8, close: u8| {
-        let inside = count(f, open).min(count(f, close));
-        let in_middle = inside.saturating_sub(count(&f[..pre], open));
-        in_middle == 0 || count(&f[f.len() - suf..], close) <= count(f, close) - count(f, open).min(count(f, close))
+    // Brackets never cross the variable's edge: in every word whose brackets balance,
+    // the part the variable takes balances too (`Foo.bar(Foo.java:42)` and
+    // `Baz.qux(Baz.java:7)` give `<*>`, not `<*>)`).
+    let middle_ok = |pre: usize, suf: usize| {
+        words.iter().all(|w| {
+            pre + suf > w.len() || !super::brackets_balance(w) || super::brackets_balance(&w[pre..w.len() - suf])
+        })
     };
-    while suf > 0 && !(keeps(suf, b'(', b')') && keeps(suf, b'[', b']') && keeps(suf, b'{', b'}')) {
-        suf -= 1;
+    while (pre > 0 || suf > 0) && !middle_ok(pre, suf) {
+        if suf > 0 {
+            suf -= 1;
+        } else {
+            pre -= 1;
+        }
     }
     // Leave at least one character of every word to the variable.
     while pre + suf >= shortest && (pre > 0 || suf > 0) {
