@@ -408,7 +408,7 @@ fn words_that_are_partly_values_generalise_in_short_messages() {
 /// now fits its template.
 #[test]
 fn merges_keep_only_members_that_fit() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-params-open-1");
+    let data = include_bytes!("../../../fuzz/regressions/mining-params-1");
     let lines: Vec<String> = data
         .split(|&b| b == b'\n')
         .filter_map(|l| std::str::from_utf8(l).ok())
