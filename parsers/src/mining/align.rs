@@ -12,6 +12,9 @@ pub(super) fn tok_fits(a: &Tok, b: &Tok) -> bool {
         (Tok::Lit(x), Tok::Lit(y)) => {
             x == y
                 || (x.contains(VAR) && {
+                    // The shape token's own `<*>` parts are values: a literal `<` or `>` of
+                    // the pattern must not match inside one.
+                    let y = y.replace(VAR, "\u{0}");
                     let mut parts = Vec::new();
                     sub_params(x, y.as_bytes(), &mut parts) && parts.iter().all(|p| !p.is_empty())
                 })

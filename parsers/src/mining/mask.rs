@@ -328,14 +328,16 @@ impl Masker {
             .take_while(|&&b| matches!(b, b'(' | b'[' | b'{' | b')' | b']' | b'}' | b'<' | b'*' | b'&' | b'|' | b'='))
             .count();
         let lead = if tok[..run].iter().any(|b| b"([{)]}".contains(b)) { run } else { 0 };
-        // A full stop after a closing bracket ends a sentence: `(TID 4).`
+        // After the value: closing brackets, `:`, `,`, `;`, and an opening bracket that
+        // starts the next part (`01:23:02.14[`). A full stop after a closing bracket ends
+        // a sentence: `(TID 4).`
         let stop =
             usize::from(tok.len() >= 2 && tok.ends_with(b".") && matches!(tok[tok.len() - 2], b')' | b']' | b'}'));
         let trail = stop
             + tok[lead..tok.len() - stop]
                 .iter()
                 .rev()
-                .take_while(|&&b| matches!(b, b')' | b']' | b'}' | b'>' | b':' | b',' | b';'))
+                .take_while(|&&b| matches!(b, b')' | b']' | b'}' | b'>' | b':' | b',' | b';' | b'(' | b'[' | b'{'))
                 .count();
         if lead + trail >= tok.len() {
             (0, 0)

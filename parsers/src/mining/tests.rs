@@ -419,3 +419,21 @@ fn merges_keep_only_members_that_fit() {
         check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
     assert!(failures.iter().all(|f| f.contains("lost a bracket")), "{failures:?}");
 }
+
+/// A fuzz finding: an opening bracket at the end of an all-variable token (`01:23:02.14[`)
+/// went into the variable, and the template kept only its `]`.
+#[test]
+fn an_opening_bracket_after_a_value_stays_in_the_template() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-2");
+    let lines: Vec<String> = data
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| !l.contains(VAR))
+        .map(str::to_string)
+        .collect();
+    let (failures, _) =
+        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    assert!(failures.is_empty(), "{failures:?}");
+    let (m, r) = mine_all(&["at 01:23:02.14[ worker-1] done"]);
+    assert_eq!(text(&m, r[0]), "at <*>[ worker-<*>] done");
+}
