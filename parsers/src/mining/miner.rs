@@ -327,7 +327,14 @@ impl Miner {
         if words.windows(2).any(|w| net(w[0]) != net(w[1])) {
             return;
         }
-        tokens[p] = if words.len() == live.len() { framed_var(&words) } else { Tok::Var };
+        tokens[p] = if words.len() == live.len() {
+            match framed_var(&words) {
+                Some(t) => t,
+                None => return,
+            }
+        } else {
+            Tok::Var
+        };
         // Fold into a neighbouring <*>.
         // (Only a bare <*>: a `key=<*>` literal stays, whatever its neighbours.)
         if tokens[p] == Tok::Var
@@ -463,8 +470,8 @@ fn has_word(t: &Tok) -> bool {
 /// `,`, `;` after it (`(Active)`, `(Paused)` → `(<*>)`). Other shared text (`root14_local`,
 /// `root26_local`) is not kept: the next value may not share it. A bare `<*>` when
 /// nothing frames them.
-pub(super) fn framed_var(words: &[&str]) -> Tok {
-    let Some((first, rest)) = words.split_first() else { return Tok::Var };
+pub(super) fn framed_var(words: &[&str]) -> Option<Tok> {
+    let Some((first, rest)) = words.split_first() else { return Some(Tok::Var) };
     let f = first.as_bytes();
     let shortest = words.iter().map(|w| w.len()).min().unwrap_or(0);
     let common_prefix =
@@ -480,21 +487,6 @@ pub(super) fn framed_var(words: &[&str]) -> Tok {
     let shared = &shared[..shared.windows(3).position(|w| w == VAR.as_bytes()).unwrap_or(shared.len())];
     let mut pre = shared.iter().rposition(|b| *b == b'=' || opening(b)).map_or(0, |k| k + 1);
     let mut suf = f[f.len() - common_suffix..].iter().rev().take_while(|b| closing(b)).count();
-    // Brackets never cross the variable's edge: in every word whose brackets balance,
-    // the part the variable takes balances too (`Foo.bar(Foo.java:42)` and
-    // `Baz.qux(Baz.java:7)` give `<*>`, not `<*>)`).
-    let middle_ok = |pre: usize, suf: usize| {
-        words.iter().all(|w| {
-            pre + suf > w.len() || !super::brackets_balance(w) || super::brackets_balance(&w[pre..w.len() - suf])
-        })
-    };
-    while (pre > 0 || suf > 0) && !middle_ok(pre, suf) {
-        if suf > 0 {
-            suf -= 1;
-        } else {
-            pre -= 1;
-        }
-    }
     // Leave at least one character of every word to the variable.
     while pre + suf >= shortest && (pre > 0 || suf > 0) {
         if suf > 0 {
@@ -503,8 +495,23 @@ pub(super) fn framed_var(words: &[&str]) -> Tok {
             pre -= 1;
         }
     }
-    if pre == 0 && suf == 0 {
-        return Tok::Var;
+    // Brackets never cross the variable's edge: in every word, the part the variable
+    // takes balances (`Foo.bar(Foo.java:42)` and `Baz.qux(Baz.java:7)` give `<*>`, not
+    // `<*>)`). When no framing achieves that, the words are not one variable.
+    let middle_ok = |pre: usize, suf: usize| {
+        words.iter().all(|w| pre + suf <= w.len() && super::brackets_balance(&w[pre..w.len() - suf]))
+    };
+    while !middle_ok(pre, suf) {
+        if suf > 0 {
+            suf -= 1;
+        } else if pre > 0 {
+            pre -= 1;
+        } else {
+            return None;
+        }
     }
-    Tok::Lit(format!("{}{VAR}{}", &first[..pre], &first[first.len() - suf..]).into())
+    if pre == 0 && suf == 0 {
+        return Some(Tok::Var);
+    }
+    Some(Tok::Lit(format!("{}{VAR}{}", &first[..pre], &first[first.len() - suf..]).into()))
 }

@@ -437,3 +437,20 @@ fn an_opening_bracket_after_a_value_stays_in_the_template() {
     let (m, r) = mine_all(&["at 01:23:02.14[ worker-1] done"]);
     assert_eq!(text(&m, r[0]), "at <*>[ worker-<*>] done");
 }
+
+/// A fuzz finding: words whose closing bracket sits in different places (`…}` and
+/// `…"}<*>`) merged into a variable that took the `}`; no framing keeps it now, so they
+/// are not merged.
+#[test]
+fn words_no_framing_can_keep_balanced_are_not_merged() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-3");
+    let lines: Vec<String> = data
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| !l.contains(VAR))
+        .map(str::to_string)
+        .collect();
+    let (failures, _) =
+        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    assert!(failures.is_empty(), "{failures:?}");
+}
