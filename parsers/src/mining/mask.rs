@@ -325,7 +325,12 @@ impl Masker {
         // `******1234` has no bracket: all value).
         let run = tok
             .iter()
-            .take_while(|&&b| matches!(b, b'(' | b'[' | b'{' | b')' | b']' | b'}' | b'<' | b'*' | b'&' | b'|' | b'='))
+            .take_while(|&&b| {
+                matches!(
+                    b,
+                    b'(' | b'[' | b'{' | b')' | b']' | b'}' | b'<' | b'*' | b'&' | b'|' | b'=' | b':' | b',' | b';'
+                )
+            })
             .count();
         let lead = if tok[..run].iter().any(|b| b"([{)]}".contains(b)) { run } else { 0 };
         // After the value: closing brackets, `:`, `,`, `;`, and an opening bracket that

@@ -454,3 +454,19 @@ fn words_no_framing_can_keep_balanced_are_not_merged() {
         check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A fuzz finding: a closing bracket after punctuation before a value (`:]2218Failed`)
+/// went into the variable.
+#[test]
+fn a_closing_bracket_before_a_value_stays_in_the_template() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-4");
+    let lines: Vec<String> = data
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| !l.contains(VAR))
+        .map(str::to_string)
+        .collect();
+    let (failures, _) =
+        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    assert!(failures.is_empty(), "{failures:?}");
+}
