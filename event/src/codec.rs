@@ -94,6 +94,29 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// Append a count and the encoding of each event (a disk buffer record's payload).
+pub fn encode_events(events: &[Event], out: &mut Vec<u8>) {
+    put_uint(out, events.len() as u64);
+    for e in events {
+        encode(e, out);
+    }
+}
+
+/// The events of [`encode_events`]; the whole buffer must be used.
+pub fn decode_events(buf: Bytes) -> Result<Vec<Event>, DecodeError> {
+    let mut d = Decoder::new(buf);
+    let n = d.uint()?;
+    // Each event takes several bytes: never trust a count beyond what is there.
+    let mut events = Vec::with_capacity(n.min(d.buf.len() as u64) as usize);
+    for _ in 0..n {
+        events.push(d.event()?);
+    }
+    if !d.is_empty() {
+        return Err(d.err("bytes after the last event"));
+    }
+    Ok(events)
+}
+
 #[inline]
 fn zigzag(i: i64) -> u64 {
     ((i << 1) ^ (i >> 63)) as u64

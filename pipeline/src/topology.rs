@@ -826,9 +826,7 @@ fn run_sink(
         let n = batch.len() as u64;
         stats.events_in(n, 0);
         if !retry(stats, abort, "write", || sink.write(&batch)) {
-            for a in &batch.acks {
-                a.fail();
-            }
+            fail(&batch.acks);
             break;
         }
         let Batch { events, acks } = batch;
@@ -847,16 +845,12 @@ fn run_sink(
         release(sink.as_ref(), &mut pending, &mut released);
     }
     for (acks, _) in &pending {
-        for a in acks {
-            a.fail();
-        }
+        fail(acks);
     }
     // Anything still queued was not delivered.
     rx.close();
     while let Ok(b) = rx.try_recv() {
-        for a in &b.acks {
-            a.fail();
-        }
+        fail(&b.acks);
     }
 }
 
@@ -886,64 +880,12 @@ fn run_disk_buffered(
     let (to_sink, from_disk) = edge(d.edge.0, d.edge.1, &stats.name);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let w = std::thread::Builder::new().name(format!("buf-{}", stats.name)).spawn_scoped(scope, move || {
-            let mut held: Vec<Vec<Ack>> = Vec::new();
-            let r = (|| -> std::io::Result<()> {
-                while let Some(batch) = rx.blocking_recv() {
-                    let mut next = Some(batch);
-                    // Group what is already waiting under one commit.
-                    while let Some(batch) = next.take() {
-                        if writer.is_full() {
-                            match d.when_full {
-                                WhenFull::DropNewest => {
-                                    stats.dropped(batch.len() as u64, "buffer_full");
-                                    drop(batch);
-                                    next = rx.try_recv().ok();
-                                    continue;
-                                }
-                                WhenFull::Block => {
-                                    writer.commit()?;
-                                    held.clear();
-                                    while !writer.wait_for_room(abort, Duration::from_millis(500))? {
-                                        if abort.load(Ordering::Relaxed) {
-                                            for a in batch.acks.iter() {
-                                                a.fail();
-                                            }
-                                            return Ok(());
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        if let Err(e) = writer.append(&batch) {
-                            for a in &batch.acks {
-                                a.fail();
-                            }
-                            return Err(e);
-                        }
-                        held.push(batch.acks);
-                        if writer.uncommitted() < disk::GROUP_BYTES {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                    writer.commit()?;
-                    // On disk: the input is acknowledged.
-                    held.clear();
-                }
-                Ok(())
-            })();
-            if r.is_err() {
-                for a in held.iter().flatten() {
-                    a.fail();
-                }
-            }
+            let r = write_to_disk(&mut writer, &mut rx, d.when_full, stats, abort);
             rx.close();
             while let Ok(b) = rx.try_recv() {
-                for a in &b.acks {
-                    a.fail();
-                }
+                fail(&b.acks);
             }
-            let closed = writer.close();
-            r.and(closed)
+            r.and(writer.close())
         })?;
         let name = stats.name.clone();
         let r = std::thread::Builder::new().name(format!("bufr-{name}")).spawn_scoped(scope, move || {
@@ -966,6 +908,95 @@ fn run_disk_buffered(
         rr.map_err(|e| anyhow::anyhow!("disk buffer {}: {e}", d.dir.display()))?;
         Ok(())
     })
+}
+
+fn fail(acks: &[Ack]) {
+    for a in acks {
+        a.fail();
+    }
+}
+
+/// What became of a batch offered to the disk buffer.
+enum Put {
+    Stored,
+    /// Full with `drop_newest`: dropped and counted (its tokens are released).
+    Dropped,
+    /// Full with `block`, and the pipeline is aborting.
+    Aborted,
+}
+
+/// The disk buffer's writer: append what arrives, what is already waiting grouped under
+/// one commit (at most `GROUP_BYTES`), and release the batches' tokens once committed.
+/// A batch not committed when an error or an abort ends the loop is failed, never
+/// acknowledged.
+fn write_to_disk(
+    writer: &mut disk::Writer,
+    rx: &mut EdgeReceiver,
+    when_full: WhenFull,
+    stats: &ComponentStats,
+    abort: &AtomicBool,
+) -> std::io::Result<()> {
+    // Tokens of batches appended but not yet committed.
+    let mut held: Vec<Vec<Ack>> = Vec::new();
+    let r = (|| -> std::io::Result<()> {
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(batch) = next.take() {
+                match put(writer, &batch, when_full, stats, abort, &mut held) {
+                    Ok(Put::Stored) => held.push(batch.acks),
+                    Ok(Put::Dropped) => {}
+                    Ok(Put::Aborted) => {
+                        fail(&batch.acks);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        fail(&batch.acks);
+                        return Err(e);
+                    }
+                }
+                if writer.uncommitted() < disk::GROUP_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            writer.commit()?;
+            // On disk: the input is acknowledged.
+            held.clear();
+        }
+        Ok(())
+    })();
+    held.iter().for_each(|acks| fail(acks));
+    r
+}
+
+/// Append one batch, applying `when_full` first.
+fn put(
+    writer: &mut disk::Writer,
+    batch: &Batch,
+    when_full: WhenFull,
+    stats: &ComponentStats,
+    abort: &AtomicBool,
+    held: &mut Vec<Vec<Ack>>,
+) -> std::io::Result<Put> {
+    if writer.is_full() {
+        match when_full {
+            WhenFull::DropNewest => {
+                stats.dropped(batch.len() as u64, "buffer_full");
+                return Ok(Put::Dropped);
+            }
+            WhenFull::Block => {
+                // What was appended is committed (and acknowledged) before waiting.
+                writer.commit()?;
+                held.clear();
+                while !writer.wait_for_room(abort, Duration::from_millis(500))? {
+                    if abort.load(Ordering::Relaxed) {
+                        return Ok(Put::Aborted);
+                    }
+                }
+            }
+        }
+    }
+    writer.append(batch)?;
+    Ok(Put::Stored)
 }
 
 /// Run `op` until it succeeds, backing off from 100 ms to 5 s with ±20% jitter (or as

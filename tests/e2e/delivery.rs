@@ -123,13 +123,7 @@ fn a_failing_sink_with_block_holds_back_sinks_sharing_its_source_and_no_others()
     ));
     let mut s = Sluice::start(dir.path(), &cfg);
     let other_out = dir.path().join("other");
-    let lines = |d: &Path| -> usize {
-        std::fs::read_dir(d)
-            .map(|rd| {
-                rd.flatten().map(|e| std::fs::read(e.path()).unwrap().iter().filter(|&&b| b == b'\n').count()).sum()
-            })
-            .unwrap_or(0)
-    };
+    let lines = |d: &Path| read_events(d).len();
     assert!(
         wait_until(Duration::from_secs(30), || lines(&other_out) == n),
         "a sink on another source is not held back\n{}",

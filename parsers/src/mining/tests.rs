@@ -402,6 +402,18 @@ fn words_that_are_partly_values_generalise_in_short_messages() {
     assert_eq!(got, ["pool call <*> took <*>", "connected to <*>", "Installing <*> now"]);
 }
 
+/// The property failures on a saved fuzz input: its UTF-8 lines without `<*>` in them,
+/// mined with the fuzz target's quick merges (`min_distinct = 2`).
+fn fuzz_input_failures(data: &[u8]) -> Vec<String> {
+    let lines: Vec<String> = data
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| !l.contains(VAR))
+        .map(str::to_string)
+        .collect();
+    check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines).0
+}
+
 /// A fuzz finding: after quick merges a template whose root had changed shape (a token
 /// folded away by another merge) was merged with a family it no longer fitted, and a
 /// line ended in a template it does not fit (no parameters). Every line of the input
@@ -409,14 +421,7 @@ fn words_that_are_partly_values_generalise_in_short_messages() {
 #[test]
 fn merges_keep_only_members_that_fit() {
     let data = include_bytes!("../../../fuzz/regressions/mining-params-1");
-    let lines: Vec<String> = data
-        .split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .filter(|l| !l.contains(VAR))
-        .map(str::to_string)
-        .collect();
-    let (failures, _) =
-        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    let failures = fuzz_input_failures(data);
     assert!(failures.iter().all(|f| f.contains("lost a bracket")), "{failures:?}");
 }
 
@@ -425,14 +430,7 @@ fn merges_keep_only_members_that_fit() {
 #[test]
 fn an_opening_bracket_after_a_value_stays_in_the_template() {
     let data = include_bytes!("../../../fuzz/regressions/mining-bracket-2");
-    let lines: Vec<String> = data
-        .split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .filter(|l| !l.contains(VAR))
-        .map(str::to_string)
-        .collect();
-    let (failures, _) =
-        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
     let (m, r) = mine_all(&["at 01:23:02.14[ worker-1] done"]);
     assert_eq!(text(&m, r[0]), "at <*>[ worker-<*>] done");
@@ -444,14 +442,7 @@ fn an_opening_bracket_after_a_value_stays_in_the_template() {
 #[test]
 fn words_no_framing_can_keep_balanced_are_not_merged() {
     let data = include_bytes!("../../../fuzz/regressions/mining-bracket-3");
-    let lines: Vec<String> = data
-        .split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .filter(|l| !l.contains(VAR))
-        .map(str::to_string)
-        .collect();
-    let (failures, _) =
-        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }
 
@@ -460,13 +451,6 @@ fn words_no_framing_can_keep_balanced_are_not_merged() {
 #[test]
 fn a_closing_bracket_before_a_value_stays_in_the_template() {
     let data = include_bytes!("../../../fuzz/regressions/mining-bracket-4");
-    let lines: Vec<String> = data
-        .split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .filter(|l| !l.contains(VAR))
-        .map(str::to_string)
-        .collect();
-    let (failures, _) =
-        check_properties_with(MinerConfig { min_distinct: 2, ..MinerConfig::default() }, "fuzz", &lines);
+    let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }

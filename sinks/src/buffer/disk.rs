@@ -213,12 +213,7 @@ impl Writer {
         }
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
-        let mut count = Vec::with_capacity(10);
-        put_uint(&mut count, batch.len() as u64);
-        self.buf.extend_from_slice(&count);
-        for e in &batch.events {
-            codec::encode(e, &mut self.buf);
-        }
+        codec::encode_events(&batch.events, &mut self.buf);
         let payload = self.buf.len() - HEADER;
         let len = u32::try_from(payload).map_err(|_| std::io::Error::other("batch too large for one record"))?;
         let crc = crc32fast::hash(&self.buf[HEADER..]);
@@ -293,14 +288,6 @@ fn save_position(dir: &Path, pos: &ReadPosition) -> std::io::Result<()> {
     let tmp = dir.join(".reader.json.next");
     std::fs::write(&tmp, body.to_string())?;
     std::fs::rename(&tmp, dir.join("reader.json"))
-}
-
-fn put_uint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// Reads batches back (one thread).
@@ -423,25 +410,10 @@ impl Reader {
             torn("a damaged record", self.offset);
             return Ok(Next::EndOfSegment);
         }
-        let mut d = codec::Decoder::new(bytes::Bytes::from(payload));
-        let decoded = (|| -> Result<Vec<sluice_event::Event>, codec::DecodeError> {
-            let n = d.uint()?;
-            let mut events = Vec::with_capacity(n.min(1 << 16) as usize);
-            for _ in 0..n {
-                events.push(d.event()?);
-            }
-            Ok(events)
-        })();
-        let events = match decoded {
-            Ok(ev) => ev,
-            Err(e) => {
-                // The CRC matched: a bug or a buffer from an incompatible version.
-                return Err(std::io::Error::other(format!(
-                    "disk buffer segment {} offset {}: {e}",
-                    self.seg, self.offset
-                )));
-            }
-        };
+        // The CRC matched: an error is a bug or a buffer from an incompatible version.
+        let events = codec::decode_events(bytes::Bytes::from(payload)).map_err(|e| {
+            std::io::Error::other(format!("disk buffer segment {} offset {}: {e}", self.seg, self.offset))
+        })?;
         self.offset = rec_end;
         let seq = self.tracker.emit((self.seg << SEG_SHIFT) | self.offset);
         self.emitted += 1;
