@@ -312,15 +312,29 @@ fn main() {
     }
     if only("file") {
         let mut st = Stats::default();
+        // The kernel's share: `cat` writing as many bytes as W2 writes (its own output,
+        // copied), interleaved with the W2 runs.
+        let mut same = Stats::default();
+        let mut out_bytes = 0;
         for _ in 0..b.a.runs {
             let (r, _) = b.sluice(&pass("type = \"file\"\npath = \"${OUT_DIR}/out.ndjson\""), &out_dir);
-            assert_eq!(count_lines(&out_dir.join("out.ndjson")), lines, "every line must be written");
+            let out = out_dir.join("out.ndjson");
+            assert_eq!(count_lines(&out), lines, "every line must be written");
             st.push(&r);
+            out_bytes = std::fs::metadata(&out).unwrap().len();
+            let copy = b.a.out.join("cat-same-bytes.out");
+            let c = timed(Command::new("cat").arg(&out).stdout(std::fs::File::create(&copy).unwrap()));
+            assert_eq!(c.code, 0);
+            same.push(&c);
+            let _ = std::fs::remove_file(&copy);
         }
         let t = st.print("tail -> ndjson file (W2)", mb, "");
         if let Some(c) = cat_t {
             println!("{:<26} {:.2}× cat", "", c / t);
         }
+        let name = format!("cat of W2's {:.0} MB", out_bytes as f64 / 1e6);
+        let s = same.print(&name, mb, "");
+        println!("{:<26} W2 {:.2}× cat writing the same bytes", "", s / t);
     }
 
     // The examples/corpus config (7 sources, 7 parse stages with header formats,
