@@ -135,6 +135,8 @@ pub(super) fn is_alnum(b: u8) -> bool {
 pub(super) struct Masker {
     /// Hash of the masked token sequence, computed while masking.
     pub(super) hash: u64,
+    /// Rules switched off ([`rule`](super::rule) bits).
+    pub(super) off: u32,
     pub(super) pieces: Vec<Piece>,
     /// Per token: range into `pieces`, or None for a whole-token variable.
     pub(super) toks: Vec<Option<(usize, usize)>>,
@@ -189,7 +191,7 @@ impl Masker {
             // A unit after a number belongs to it: `512 KB`, `30 ms`. Punctuation after
             // the unit stays literal (`(16.0 KB, free 400.0 MB)` → `(<*> <*>, free <*> <*>)`)
             // so a parameter never takes a bracket of the text around it.
-            if prev_var && !digits && tok.len() <= 7 && is_unit(tok) {
+            if prev_var && !digits && tok.len() <= 7 && self.off & rule::UNITS == 0 && is_unit(tok) {
                 let (_, trail) = Self::framing(tok);
                 if trail == 0 {
                     continue;
@@ -227,11 +229,12 @@ impl Masker {
                 && is_path_or_url(inner))
                 || (at && is_email(inner))
                 || (!digits
+                    && self.off & rule::DATE_WORDS == 0
                     && inner.len() >= 3
                     && inner.len() <= 10
                     && inner[0].is_ascii_uppercase()
                     && is_date_word(inner))
-                || (digits && dots >= 2 && is_host_with_digits(inner))
+                || (digits && dots >= 2 && self.off & rule::HOSTS_WITH_DIGITS == 0 && is_host_with_digits(inner))
                 || (seen & C_COLON != 0 && inner.len() >= 3 && is_ipv6(inner))
                 || (inner.len() == 2 && is_empty_pair(inner));
             // An empty pair of brackets is a value left empty: `()` is `(<*>)` with nothing
@@ -429,7 +432,9 @@ impl Masker {
         let mut j = start;
         // key=value whose value is a host name: the value is a variable.
         let value_from = memchr::memchr(b'=', tok)
-            .filter(|&k| k > 0 && k + 1 < tok.len() && is_host(&tok[k + 1..], false))
+            .filter(|&k| {
+                self.off & rule::HOST_VALUES == 0 && k > 0 && k + 1 < tok.len() && is_host(&tok[k + 1..], false)
+            })
             .map(|k| start + k + 1);
         while j < end {
             if let Some(v) = value_from {
@@ -474,6 +479,7 @@ impl Masker {
                 // Interface and device names (`eth0`, `awdl0`, `ee0`): letters and one digit.
                 let run = &msg[rs..j];
                 if digit
+                    && self.off & rule::DEVICE_NAMES == 0
                     && run.len() <= 6
                     && run.len() >= 3
                     && run[..run.len() - 1].iter().all(u8::is_ascii_alphabetic)
@@ -508,6 +514,7 @@ impl Masker {
             (ps.iter().position(|x| *x == Piece::Var), ps.iter().rposition(|x| *x == Piece::Var))
         {
             if l > f + 1
+                && self.off & rule::JOINED_IDS == 0
                 && ps[f..=l].iter().all(|x| match *x {
                     Piece::Var => true,
                     // (Not across a bracket: `0x7f(115)` is two values, and the

@@ -60,8 +60,8 @@ pub(super) struct Family {
 impl Miner {
     pub fn new(cfg: MinerConfig) -> Miner {
         Miner {
+            masker: Masker { off: cfg.rules_off, ..Masker::default() },
             cfg,
-            masker: Masker::default(),
             shapes: IdMap::default(),
             shape_list: Vec::new(),
             templates: Vec::new(),
@@ -269,11 +269,13 @@ impl Miner {
         for p in 0..n {
             // (A word that is partly a value already, `host:<*>`, `KB<*>~abc~<*>`, needs no
             // context: its shape says it varies.)
-            let valued = matches!(&self.templates[t as usize].tokens[p], Tok::Lit(s) if s.contains(VAR));
+            let valued = self.cfg.rules_off & rule::VALUED_WORDS == 0
+                && matches!(&self.templates[t as usize].tokens[p], Tok::Lit(s) if s.contains(VAR));
             if !valued && literals < min_context + 1 {
                 continue;
             }
-            if !valued && p == 0 && literals < min_context + 2 {
+            let first_word = self.cfg.rules_off & rule::FIRST_WORD == 0;
+            if !valued && first_word && p == 0 && literals < min_context + 2 {
                 continue;
             }
             let (word, cap) = match &self.templates[t as usize].tokens[p] {
@@ -291,7 +293,8 @@ impl Miner {
                 f.capitalised &= cap;
             }
             f.members.push(t);
-            let need = self.cfg.min_distinct.max(2) * if f.capitalised { 2 } else { 1 };
+            let cap_rule = self.cfg.rules_off & rule::CAPITALISED == 0;
+            let need = self.cfg.min_distinct.max(2) * if cap_rule && f.capitalised { 2 } else { 1 };
             if f.words.len() >= need {
                 let members: Vec<u32> = std::mem::take(&mut f.members);
                 self.families.remove(&key);

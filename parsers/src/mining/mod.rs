@@ -95,11 +95,50 @@ pub struct MinerConfig {
     pub masks: Vec<regex::Regex>,
     /// Other literal tokens a template needs before one of its words may generalise.
     pub min_context: usize,
+    /// Rules switched off (bits of [`rule`]): none by default. For measuring what each
+    /// rule contributes on data it was not written for (the `mining-loo` benchmark).
+    pub rules_off: u32,
+}
+
+/// The miner's rules by the kind of token they handle; each can be switched off with
+/// [`MinerConfig::rules_off`].
+pub mod rule {
+    /// A unit after a number belongs to it (`512 KB`, `30 ms`).
+    pub const UNITS: u32 = 1 << 0;
+    /// Letters ending in one digit are a name, not a value (`eth0`, `awdl0`).
+    pub const DEVICE_NAMES: u32 = 1 << 1;
+    /// Month and weekday names are values (`Jun`, `Tue`).
+    pub const DATE_WORDS: u32 = 1 << 2;
+    /// The value of `key=host.name` is a value.
+    pub const HOST_VALUES: u32 = 1 << 3;
+    /// Dotted names with a digit are values (`node-12.example.com`).
+    pub const HOSTS_WITH_DIGITS: u32 = 1 << 4;
+    /// Values joined by separators and one- or two-letter words are one value
+    /// (`attempt_1445_0020_m_000000_0`).
+    pub const JOINED_IDS: u32 = 1 << 5;
+    /// Words that all start with a capital (states, verbs) need twice `min_distinct`.
+    pub const CAPITALISED: u32 = 1 << 6;
+    /// The first word of a template needs one more word of context than the others.
+    pub const FIRST_WORD: u32 = 1 << 7;
+    /// A word that is partly a value already (`host:<*>`) needs no context.
+    pub const VALUED_WORDS: u32 = 1 << 8;
+    /// Every rule with its name.
+    pub const ALL: [(u32, &str); 9] = [
+        (UNITS, "units after numbers"),
+        (DEVICE_NAMES, "device names are words"),
+        (DATE_WORDS, "month and day names"),
+        (HOST_VALUES, "key=host values"),
+        (HOSTS_WITH_DIGITS, "host names with digits"),
+        (JOINED_IDS, "ids joined by short words"),
+        (CAPITALISED, "capitalised words need 2x"),
+        (FIRST_WORD, "first word needs more context"),
+        (VALUED_WORDS, "valued words need no context"),
+    ];
 }
 
 impl Default for MinerConfig {
     fn default() -> Self {
-        MinerConfig { max_templates: 10_000, min_distinct: 4, masks: Vec::new(), min_context: 3 }
+        MinerConfig { max_templates: 10_000, min_distinct: 4, masks: Vec::new(), min_context: 3, rules_off: 0 }
     }
 }
 

@@ -454,3 +454,27 @@ fn a_closing_bracket_before_a_value_stays_in_the_template() {
     let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+#[test]
+fn a_rule_switched_off_no_longer_applies() {
+    let text_with = |off: u32, lines: &[&str]| {
+        let mut m = Miner::new(MinerConfig { rules_off: off, ..MinerConfig::default() });
+        let r: Vec<Mined> = lines.iter().map(|l| m.mine(l.as_bytes())).collect();
+        text(&m, *r.last().unwrap())
+    };
+    let sizes = ["flushed block of 512 KB to disk", "flushed block of 12 MB to disk"];
+    assert_eq!(text_with(0, &sizes[..1]), "flushed block of <*> to disk");
+    assert_eq!(text_with(rule::UNITS, &sizes[..1]), "flushed block of <*> KB to disk");
+    let day = ["cron started on Tue at boot time"];
+    assert_eq!(text_with(0, &day), "cron started on <*> at boot time");
+    assert_eq!(text_with(rule::DATE_WORDS, &day), "cron started on Tue at boot time");
+    // Four capitalised states merge only with the rule off (it asks for eight).
+    let states = [
+        "job 1 state is Running now",
+        "job 2 state is Paused now",
+        "job 3 state is Stopped now",
+        "job 4 state is Failed now",
+    ];
+    assert_eq!(text_with(0, &states), "job <*> state is Failed now");
+    assert_eq!(text_with(rule::CAPITALISED, &states), "job <*> state is <*> now");
+}
