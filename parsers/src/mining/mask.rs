@@ -224,7 +224,7 @@ impl Masker {
                 candidate && (opened > 0 || matches!(tok[tok.len() - 1], b')' | b']' | b'}' | b':' | b',' | b';'));
             let (lead, trail) = if framed { Self::outer_framing(tok) } else { (0, 0) };
             let inner = &tok[lead..tok.len() - trail];
-            let whole_var = (inner.len() > 2
+            let whole_var = ((inner.len() > 2
                 && (inner[0] == b'/' || inner[0] == b'.' || inner[0] == b'~' || inner[0] == b'h')
                 && is_path_or_url(inner))
                 || (at && is_email(inner))
@@ -236,7 +236,9 @@ impl Masker {
                     && is_date_word(inner))
                 || (digits && dots >= 2 && self.off & rule::HOSTS_WITH_DIGITS == 0 && is_host_with_digits(inner))
                 || (seen & C_COLON != 0 && inner.len() >= 3 && is_ipv6(inner))
-                || (inner.len() == 2 && is_empty_pair(inner));
+                || (inner.len() == 2 && is_empty_pair(inner)))
+                // (Not one whose brackets do not balance: `http://{"a":"b` keeps its `{`.)
+                && bytes_balance(inner);
             // An empty pair of brackets is a value left empty: `()` is `(<*>)` with nothing
             // in it, the same token as `(host.name)` is.
             let (lead, trail) =
@@ -284,6 +286,9 @@ impl Masker {
                         Piece::Var => false,
                     }));
             let (lead, trail) = if all_var { Self::framing(tok) } else { (0, 0) };
+            // Nor does a bracket the framing leaves inside (`0[-]`: the `]` frames, the
+            // `[` would be taken): the token keeps its pieces, `<*>[-]`.
+            let all_var = all_var && !tok[lead..tok.len() - trail].iter().any(|c| b"()[]{}".contains(c));
             if all_var && lead == 0 && trail == 0 {
                 self.pieces.truncate(p0);
                 self.push_var(prev_var, build);

@@ -484,11 +484,19 @@ pub(super) fn framed_var(words: &[&str]) -> Option<Tok> {
     });
     let opening = |b: &u8| matches!(b, b'(' | b'[' | b'{' | b'"' | b'\'');
     let closing = |b: &u8| matches!(b, b')' | b']' | b'}' | b'"' | b'\'' | b':' | b',' | b';');
-    // The shared beginning up to its last `=` or opening bracket or quote (`user=`, `(`,
-    // `chdir(`), never into a `<*>`.
+    // The beginning every word shares (class 4: a constant prefix stays literal), never
+    // into a `<*>`: all of it when every word's value starts right there
+    // (`Bundle_for_KB<*>…` → `Bundle_for_KB<*>`), else up to its last separator, `=`,
+    // opening bracket or quote (`user=`, `chdir(`, `org.acme.Pool.` from
+    // `org.acme.Pool.release:<*>` and `org.acme.Pool.acquire:<*>`).
     let shared = &f[..common_prefix];
-    let shared = &shared[..shared.windows(3).position(|w| w == VAR.as_bytes()).unwrap_or(shared.len())];
-    let mut pre = shared.iter().rposition(|b| *b == b'=' || opening(b)).map_or(0, |k| k + 1);
+    let var_at = shared.windows(3).position(|w| w == VAR.as_bytes());
+    let shared = &shared[..var_at.unwrap_or(shared.len())];
+    let sep = |b: &u8| matches!(b, b'=' | b'.' | b'_' | b'-' | b'/' | b':' | b'~' | b'@' | b'#') || opening(b);
+    let mut pre = match var_at {
+        Some(k) => k,
+        None => shared.iter().rposition(sep).map_or(0, |k| k + 1),
+    };
     let mut suf = f[f.len() - common_suffix..].iter().rev().take_while(|b| closing(b)).count();
     // Leave at least one character of every word to the variable.
     while pre + suf >= shortest && (pre > 0 || suf > 0) {

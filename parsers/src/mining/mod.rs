@@ -32,10 +32,12 @@
 //!    A word generalises only with `min_context` (3) other words in the template, and
 //!    the first word with one more: short messages are named by their words (`boot
 //!    (command <*>)`, `cupsd startup succeeded`). A word that is partly a value already
-//!    (`db-primary.internal:<*>`, `Pool.release:<*>`) needs no such context. A merged position keeps what frames
-//!    every member's value (`user=<*>`, `(<*>)`, `chdir(<*>)`), and such a token takes
-//!    later words that fill it (`user=bob`); a new template that covers an older,
-//!    narrower one absorbs it. A template without a word of its own (`<*>`, from a line
+//!    (`db-primary.internal:<*>`, `Pool.release:<*>`) needs no such context. A merged
+//!    position keeps what frames every member's value (`user=<*>`, `(<*>)`,
+//!    `chdir(<*>)`) and the prefix all members share, to its last separator
+//!    (`org.acme.Pool.<*>` from `org.acme.Pool.release:<*>` and
+//!    `org.acme.Pool.acquire:<*>`); such a token takes later words that fill it
+//!    (`user=bob`), and a new template that covers an older, narrower one absorbs it. A template without a word of its own (`<*>`, from a line
 //!    that is only a number) takes no line that has one: it is never a catch-all for
 //!    short messages (`done`, `deleting <*>`).
 //!
@@ -65,15 +67,20 @@ pub const VAR: &str = "<*>";
 /// `()`, `[]` and `{}` nest properly in `s` (a template keeps its lines' brackets: the
 /// property the tests and the fuzz target check).
 pub fn brackets_balance(s: &str) -> bool {
+    bytes_balance(s.as_bytes())
+}
+
+/// [`brackets_balance`] on bytes (the brackets are ASCII).
+pub(crate) fn bytes_balance(s: &[u8]) -> bool {
     let mut stack = Vec::new();
-    for c in s.chars() {
+    for &c in s {
         match c {
-            '(' | '[' | '{' => stack.push(c),
-            ')' | ']' | '}' => {
+            b'(' | b'[' | b'{' => stack.push(c),
+            b')' | b']' | b'}' => {
                 let open = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
+                    b')' => b'(',
+                    b']' => b'[',
+                    _ => b'{',
                 };
                 if stack.pop() != Some(open) {
                     return false;
