@@ -58,12 +58,15 @@ fn score(cfg: MinerConfig, lines: &[String], truth: &[String]) -> f64 {
 }
 
 fn main() {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/loghub");
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    let mut dir = shared.join("loghub");
+    let mut corpus_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/mining-corpus");
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         match (k.as_str(), it.next()) {
             ("--loghub", Some(v)) => dir = v.into(),
-            _ => panic!("usage: mining-loo [--loghub DIR]"),
+            ("--corpus", Some(v)) => corpus_dir = v.into(),
+            _ => panic!("usage: mining-loo [--loghub DIR] [--corpus DIR]"),
         }
     }
     let mut sets: Vec<String> = std::fs::read_dir(&dir)
@@ -80,6 +83,7 @@ fn main() {
         return;
     }
     let data: Vec<(Vec<String>, Vec<String>)> = sets.iter().map(|s| load(&dir, s)).collect();
+    let corpus = load_corpus(&shared, &corpus_dir);
     let defaults = MinerConfig::default();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let cfg = |d: usize, c: usize, off: u32| MinerConfig {
@@ -89,6 +93,8 @@ fn main() {
         ..MinerConfig::default()
     };
     let run_all = |c: &MinerConfig| -> Vec<f64> { data.iter().map(|(l, t)| score(c.clone(), l, t)).collect() };
+    let run_corpus = |c: &MinerConfig| -> Vec<f64> { corpus.iter().map(|(_, l, t)| score(c.clone(), l, t)).collect() };
+    let corpus_at_defaults = run_corpus(&defaults);
     let at_defaults = run_all(&defaults);
     println!("{} sets: {}", sets.len(), sets.join(", "));
 
@@ -98,7 +104,7 @@ fn main() {
     for s in &sets {
         print!(" {:>8}", &s[..s.len().min(8)]);
     }
-    println!(" {:>8}  helps/hurts", "average");
+    println!(" {:>8}  helps/hurts  {:>8}", "average", "corpus");
     // off_acc[r][s]: accuracy with rule r off.
     let mut off_acc = Vec::new();
     for (bit, name) in rule::ALL {
@@ -109,7 +115,16 @@ fn main() {
         }
         let helps = a.iter().zip(&at_defaults).filter(|(x, d)| *x < *d).count();
         let hurts = a.iter().zip(&at_defaults).filter(|(x, d)| *x > *d).count();
-        println!(" {:>+8.4}  {helps}/{hurts}", mean(&a) - mean(&at_defaults));
+        let c = if corpus.is_empty() {
+            0.0
+        } else {
+            mean(&run_corpus(&cfg(defaults.min_distinct, defaults.min_context, bit)))
+        };
+        println!(
+            " {:>+8.4}  {helps}/{hurts}        {:>+8.4}",
+            mean(&a) - mean(&at_defaults),
+            c - mean(&corpus_at_defaults)
+        );
         off_acc.push(a);
     }
 
@@ -162,4 +177,51 @@ fn main() {
         }
         println!("{:<10} {:>9.4} {:>9.4}", "average", mean(&at_defaults), mean(&loo));
     }
+    if !corpus.is_empty() {
+        println!("\nThe generated corpus (seven services, first line of each record; the truth's event per record),");
+        println!("never used to choose the settings, with the defaults:");
+        for ((name, lines, _), a) in corpus.iter().zip(&corpus_at_defaults) {
+            println!("{name:<10} {a:>9.4}  ({} records)", lines.len());
+        }
+        println!("{:<10} {:>9.4}", "average", mean(&corpus_at_defaults));
+    }
+}
+
+/// The generated corpus with its truth (`gen_legacy_logs.py --seed 11 --bytes 4M --truth`),
+/// made in `dir` when it is not there: per service, the first line of every record and
+/// the record's event. Empty when neither it nor the generator is there.
+fn load_corpus(shared: &std::path::Path, dir: &std::path::Path) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let gen = shared.join("corpus/gen_legacy_logs.py");
+    if !dir.join("truth").exists() && gen.exists() {
+        let ok = std::process::Command::new("python3")
+            .arg(&gen)
+            .args(["--seed", "11", "--bytes", "4M", "--out"])
+            .arg(dir.join("logs"))
+            .arg("--truth")
+            .arg(dir.join("truth"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "gen_legacy_logs.py failed");
+    }
+    let mut out = Vec::new();
+    for service in ["payments", "orders", "gateway", "access", "auth", "cart", "search"] {
+        let (Ok(text), Ok(truth)) = (
+            std::fs::read(dir.join(format!("logs/{service}.log"))),
+            std::fs::read_to_string(dir.join(format!("truth/{service}.ndjson"))),
+        ) else {
+            continue;
+        };
+        let lines: Vec<String> = text.split(|&b| b == b'\n').map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+        let (mut first, mut events) = (Vec::new(), Vec::new());
+        for rec in truth.lines() {
+            let v: serde_json::Value = serde_json::from_str(rec).expect("truth line");
+            let n = v["line"].as_u64().expect("line") as usize;
+            first.push(lines[n - 1].clone());
+            events.push(v["event"].as_str().expect("event").to_string());
+        }
+        out.push((service.to_string(), first, events));
+    }
+    out
 }
