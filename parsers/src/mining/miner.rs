@@ -44,6 +44,9 @@ pub struct Miner {
     pub(super) by_len: HashMap<usize, Vec<u32>>,
     /// (len, position, hash of the other tokens) → (distinct words seen there, members).
     pub(super) families: IdMap<Family>,
+    /// (position, neighbours, brackets) → families there whose position has shown two
+    /// words: when several messages vary at the same place, it is a field.
+    pub(super) contexts: IdMap<Vec<u64>>,
     pub(super) clock: u64,
     pub(super) live: usize,
 }
@@ -67,6 +70,7 @@ impl Miner {
             templates: Vec::new(),
             by_len: HashMap::new(),
             families: IdMap::default(),
+            contexts: IdMap::default(),
             clock: 0,
             live: 0,
         }
@@ -301,7 +305,51 @@ impl Miner {
                 self.merge_at(members, p);
                 return; // the merged template registers its own families
             }
+            if f.words.len() == 2 && self.cfg.rules_off & rule::RECURRING == 0 && self.recurring(t, p, key) {
+                return;
+            }
         }
+    }
+
+    /// A position that varies in several messages at the same place (the same neighbours
+    /// and brackets: a thread name in `[…]` after the timestamp, a `key=` value) is a
+    /// field, whatever its count: once a second message shows two words there, every
+    /// family varying there merges. True when a merge happened.
+    fn recurring(&mut self, t: u32, p: usize, key: u64) -> bool {
+        let tokens = &self.templates[t as usize].tokens;
+        let Tok::Lit(w) = &tokens[p] else { return false };
+        // Fields only: a word that is partly a value already (`[scheduler-<*>]`) or the
+        // value of a `key=`; plain words (`onSleep`, `Yes`) and the first word, which
+        // names the message (`mDNS_RegisterInterface:`), keep the usual count.
+        let eq_at = w.find('=').filter(|&k| k > 0 && k + 1 < w.len());
+        if p == 0 || !(w.contains(VAR) || eq_at.is_some()) {
+            return false;
+        }
+        let side = |q: Option<&Tok>| match q {
+            None => 1,
+            Some(Tok::Var) => VAR_HASH,
+            Some(Tok::Lit(s)) => hash_bytes(2, s.as_bytes()),
+        };
+        let frame = (w.as_bytes()[0] as u64) << 8 | w.as_bytes()[w.len() - 1] as u64;
+        let eq = eq_at.map_or(0, |k| hash_bytes(3, &w.as_bytes()[..=k]));
+        let ctx = mix(mix(mix(p as u64, side(p.checked_sub(1).and_then(|q| tokens.get(q)))), frame), eq);
+        let keys = self.contexts.entry(ctx).or_default();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+        if keys.len() < 2 {
+            return false;
+        }
+        let keys = keys.clone();
+        let mut merged = false;
+        for k in keys {
+            if let Some(f) = self.families.remove(&k) {
+                self.merge_at(f.members, p);
+                merged = true;
+            }
+        }
+        self.contexts.remove(&ctx);
+        merged
     }
 
     /// Merge live templates (differing only at `p`) into one with `<*>` at `p`.
@@ -390,6 +438,9 @@ impl Miner {
         tt.count += count;
         tt.aliases.extend(aliases);
         tt.aliases.retain(|a| *a != tt.id);
+        // Older templates the merged one covers (`index=customers … user=olga.<*>@…`
+        // under `index=<*> … user=<*>`) join it too.
+        self.absorb_narrower(target);
         self.register_families(target);
     }
 

@@ -37,7 +37,10 @@
 //!    `chdir(<*>)`) and the prefix all members share, to its last separator
 //!    (`org.acme.Pool.<*>` from `org.acme.Pool.release:<*>` and
 //!    `org.acme.Pool.acquire:<*>`); such a token takes later words that fill it
-//!    (`user=bob`), and a new template that covers an older, narrower one absorbs it. A template without a word of its own (`<*>`, from a line
+//!    (`user=bob`), and a new or merged template that covers an older, narrower one
+//!    absorbs it. A field that varies in two messages at the same place (a `[thread]`
+//!    or a `key=` value after the same neighbour) is a variable whatever its count:
+//!    three thread pools no longer split every message. A template without a word of its own (`<*>`, from a line
 //!    that is only a number) takes no line that has one: it is never a catch-all for
 //!    short messages (`done`, `deleting <*>`).
 //!
@@ -129,8 +132,11 @@ pub mod rule {
     pub const FIRST_WORD: u32 = 1 << 7;
     /// A word that is partly a value already (`host:<*>`) needs no context.
     pub const VALUED_WORDS: u32 = 1 << 8;
+    /// A position that varies in two messages at the same place (same neighbours and
+    /// brackets) is a field, whatever its count of values.
+    pub const RECURRING: u32 = 1 << 9;
     /// Every rule with its name.
-    pub const ALL: [(u32, &str); 9] = [
+    pub const ALL: [(u32, &str); 10] = [
         (UNITS, "units after numbers"),
         (DEVICE_NAMES, "device names are words"),
         (DATE_WORDS, "month and day names"),
@@ -140,6 +146,7 @@ pub mod rule {
         (CAPITALISED, "capitalised words need 2x"),
         (FIRST_WORD, "first word needs more context"),
         (VALUED_WORDS, "valued words need no context"),
+        (RECURRING, "fields varying in two messages"),
     ];
 }
 
