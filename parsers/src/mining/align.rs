@@ -13,14 +13,58 @@ pub(super) fn tok_fits(a: &Tok, b: &Tok) -> bool {
             x == y
                 || (x.contains(VAR) && {
                     // The shape token's own `<*>` parts are values: a literal `<` or `>` of
-                    // the pattern must not match inside one.
-                    let y = y.replace(VAR, "\u{0}");
+                    // the pattern must not match inside one. Each becomes the byte 0xFF,
+                    // which no UTF-8 text holds (a NUL did: a line's own NULs matched it).
+                    let mut marked = Vec::with_capacity(y.len());
+                    for (i, part) in y.split(VAR).enumerate() {
+                        if i > 0 {
+                            marked.push(0xFF);
+                        }
+                        marked.extend_from_slice(part.as_bytes());
+                    }
+                    let y = marked;
                     let mut parts = Vec::new();
-                    sub_params(x, y.as_bytes(), &mut parts) && parts.iter().all(|p| !p.is_empty())
+                    sub_params(x, &y, &mut parts) && parts.iter().all(|p| !p.is_empty())
                 })
         }
         (Tok::Lit(_), Tok::Var) => false,
     }
+}
+
+/// The quote of a template token whose value is a quoted phrase (`"<*>"`,
+/// `query="<*>"`, `reason='<*>'`): its `<*>` may take several words.
+pub(super) fn phrase_quote(s: &str) -> Option<u8> {
+    let b = s.as_bytes();
+    let n = b.len();
+    if n < 5 {
+        return None;
+    }
+    let q = b[n - 1];
+    if !matches!(q, b'"' | b'\'') || &b[n - 4..n - 1] != VAR.as_bytes() || b[n - 5] != q {
+        return None;
+    }
+    let prefix = &s[..n - 5];
+    (!prefix.contains(VAR) && !prefix.contains(q as char) && (prefix.is_empty() || prefix.ends_with(['=', ':'])))
+        .then_some(q)
+}
+
+/// The words `k` of which a phrase token takes at `j`: `k` words from `j` joined by a
+/// space, with the quote only at the two ends (a phrase never runs past its own quote).
+pub(super) fn phrase_words<'a>(q: u8, words: impl Iterator<Item = &'a [u8]>, max: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut joined = Vec::new();
+    for (k, w) in words.take(max).enumerate() {
+        if k > 0 {
+            // The previous word ended the phrase: stop.
+            if joined.last() == Some(&q) && joined.len() > 1 {
+                break;
+            }
+            joined.push(b' ');
+        }
+        joined.extend_from_slice(w);
+        out.push(joined.clone());
+    }
+    out
 }
 
 /// Does `toks` fit template `tt`, where a `<*>` may take one or more tokens?
@@ -35,6 +79,15 @@ pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
             None => j == toks.len(),
             Some(Tok::Var) => {
                 (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed))
+            }
+            Some(a @ Tok::Lit(s)) if phrase_quote(s).is_some() => {
+                let q = phrase_quote(s).unwrap_or(b'"');
+                let max = (toks.len() - j).saturating_sub(tt.len() - i - 1);
+                let texts = toks[j..].iter().map(|t| t.text().as_bytes());
+                phrase_words(q, texts, max).iter().enumerate().any(|(k, joined)| {
+                    let b = Tok::Lit(String::from_utf8_lossy(joined).into());
+                    tok_fits(a, &b) && go(tt, toks, i + 1, j + k + 1, failed)
+                })
             }
             Some(a) => toks.get(j).is_some_and(|b| tok_fits(a, b)) && go(tt, toks, i + 1, j + 1, failed),
         };
@@ -82,6 +135,15 @@ pub(super) fn align(
         Tok::Lit(s) => match words.get(wi) {
             None => false,
             Some(w) if !s.contains(VAR) => s.as_bytes() == *w && align(tt, words, ti + 1, wi + 1, out, failed),
+            Some(_) if phrase_quote(s).is_some() => {
+                let q = phrase_quote(s).unwrap_or(b'"');
+                let max = words.len().saturating_sub(wi).saturating_sub(tt.len() - ti - 1);
+                let spans = phrase_words(q, words[wi..].iter().copied(), max);
+                spans.iter().enumerate().rev().any(|(k, joined)| {
+                    out.truncate(mark);
+                    sub_params(s, joined, out) && align(tt, words, ti + 1, wi + k + 1, out, failed)
+                })
+            }
             Some(w) => sub_params(s, w, out) && align(tt, words, ti + 1, wi + 1, out, failed),
         },
     };

@@ -40,7 +40,10 @@
 //!    (`user=bob`), and a new or merged template that covers an older, narrower one
 //!    absorbs it. A field that varies in two messages at the same place (a `[thread]`
 //!    or a `key=` value after the same neighbour) is a variable whatever its count:
-//!    three thread pools no longer split every message. A template without a word of its own (`<*>`, from a line
+//!    three thread pools no longer split every message. A quoted phrase
+//!    (`query="desk lamp"`, a user agent) is one value once `min_distinct` different
+//!    phrases, of any number of words, stand between the same words: `query="<*>"`,
+//!    whose `<*>` takes several words but never runs past its closing quote. A template without a word of its own (`<*>`, from a line
 //!    that is only a number) takes no line that has one: it is never a catch-all for
 //!    short messages (`done`, `deleting <*>`).
 //!
@@ -135,8 +138,11 @@ pub mod rule {
     /// A position that varies in two messages at the same place (same neighbours and
     /// brackets) is a field, whatever its count of values.
     pub const RECURRING: u32 = 1 << 9;
+    /// A quoted phrase of several words is one value once `min_distinct` different ones
+    /// stand between the same words (`query="<*>"` takes `query="desk lamp"`).
+    pub const QUOTED_PHRASES: u32 = 1 << 10;
     /// Every rule with its name.
-    pub const ALL: [(u32, &str); 10] = [
+    pub const ALL: [(u32, &str); 11] = [
         (UNITS, "units after numbers"),
         (DEVICE_NAMES, "device names are words"),
         (DATE_WORDS, "month and day names"),
@@ -147,6 +153,7 @@ pub mod rule {
         (FIRST_WORD, "first word needs more context"),
         (VALUED_WORDS, "valued words need no context"),
         (RECURRING, "fields varying in two messages"),
+        (QUOTED_PHRASES, "quoted phrases"),
     ];
 }
 
@@ -160,6 +167,7 @@ use sluice_event::hash::{hash_bytes, mix, HashKeyed as IdMap};
 
 const VAR_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEP_HASH: u64 = 0x2545_f491_4f6c_dd1d;
+const PHRASE_HASH: u64 = 0x6a09_e667_f3bc_c909;
 
 /// One piece of a masked token.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -512,7 +512,9 @@ fn a_field_varying_in_several_messages_is_a_variable() {
         lines.push(format!(
             "01:00:0{i} [{pool}] [traceId=4bf{i}2a] INFO OrderService - Order ORD-{i} created for user {i}"
         ));
-        lines.push(format!("01:00:0{i} [{pool}] [traceId=9c{i}e1d] INFO OrderService - Order ORD-{i} submitted in {i}ms"));
+        lines.push(format!(
+            "01:00:0{i} [{pool}] [traceId=9c{i}e1d] INFO OrderService - Order ORD-{i} submitted in {i}ms"
+        ));
     }
     let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
     let texts = |off: u32| {
@@ -540,4 +542,50 @@ fn a_field_varying_in_several_messages_is_a_variable() {
     let mut got: Vec<String> = r.iter().map(|x| text(&m, *x)).collect();
     got.dedup();
     assert_eq!(got.len(), 4, "{got:?}");
+}
+
+/// Quoted phrases of different lengths between the same words are one value whose `<*>`
+/// takes several words (`query="<*>"`, a user agent `"<*>"`); a phrase never runs past
+/// its closing quote, and the parameters give each line back.
+#[test]
+fn quoted_phrases_of_any_length_are_one_value() {
+    let queries = ["desk lamp", "usb-c cable", "red shoes", "winter jacket for kids", "lamp", "coffee grinder"];
+    let mut lines: Vec<String> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("level=info msg=\"query served\" index=products query=\"{q}\" took={i}ms"))
+        .collect();
+    lines.push("level=info msg=\"query served\" index=products query=\"a b c d e f g h i j k\" took=9ms".into());
+    let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+    let (mut m, r) = mine_all(&refs);
+    let mut got: Vec<String> = r.iter().map(|x| text(&m, *x)).collect();
+    got.dedup();
+    assert_eq!(got.last().unwrap(), "level=info msg=\"query served\" index=products query=\"<*>\" took=<*>");
+    let t = m.template_of_shape(r[0].shape);
+    assert_eq!(m.params(lines[3].as_bytes(), t), ["winter jacket for kids", "3ms"]);
+    assert!(check_properties("phrases", &lines).0.is_empty());
+    // The referrer and the user agent are two phrases, not one.
+    let ua = [
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/120",
+        "curl/8.5.0",
+        "okhttp/4.12.0",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) Mobile/15E148",
+        "python-requests/2.31",
+    ];
+    let lines: Vec<String> =
+        ua.iter().map(|u| format!("request GET /api/orders answered 200 \"-\" \"{u}\" 0.5")).collect();
+    let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+    let (m, r) = mine_all(&refs);
+    assert_eq!(text(&m, r[4]), "request GET <*> answered <*> \"-\" \"<*>\" <*>");
+    assert!(check_properties("agents", &lines).0.is_empty());
+}
+
+/// A fuzz finding: a pattern's literal NUL bytes matched a shape token's own `<*>`
+/// (which the fit check marked with a NUL), and a line went to a template it does not
+/// fit. The mark is now a byte no UTF-8 text holds.
+#[test]
+fn nul_bytes_in_a_line_never_match_a_value() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-nul-7");
+    let failures = fuzz_input_failures(data);
+    assert!(failures.is_empty(), "{failures:?}");
 }
