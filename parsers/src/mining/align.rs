@@ -11,7 +11,9 @@ pub(super) fn tok_fits(a: &Tok, b: &Tok) -> bool {
         (Tok::Var, _) => true,
         (Tok::Lit(x), Tok::Lit(y)) => {
             x == y
-                || (x.contains(VAR) && {
+                // (A quoted phrase of a template, which may hold several words, is covered
+                // only by a token that takes several words too.)
+                || (x.contains(VAR) && (phrase_quote(y).is_none() || phrase_quote(x).is_some()) && {
                     // The shape token's own `<*>` parts are values: a literal `<` or `>` of
                     // the pattern must not match inside one. Each becomes the byte 0xFF,
                     // which no UTF-8 text holds (a NUL did: a line's own NULs matched it).

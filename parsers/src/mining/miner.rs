@@ -46,9 +46,20 @@ pub struct Miner {
     pub(super) families: IdMap<Family>,
     /// (position, neighbours, brackets) → families there whose position has shown two
     /// words: when several messages vary at the same place, it is a field.
-    pub(super) contexts: IdMap<Vec<u64>>,
+    pub(super) contexts: IdMap<Context>,
     pub(super) clock: u64,
     pub(super) live: usize,
+}
+
+/// The places where a field was seen: see [`Miner::recurring`].
+#[derive(Default)]
+pub(super) struct Context {
+    /// Families varying there.
+    keys: Vec<u64>,
+    /// Different words seen there.
+    words: Vec<Box<str>>,
+    /// Templates with a word there.
+    members: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -318,7 +329,8 @@ impl Miner {
                 self.merge_at(members, p);
                 return; // the merged template registers its own families
             }
-            if f.words.len() == 2 && self.cfg.rules_off & rule::RECURRING == 0 && self.recurring(t, p, key) {
+            let varies = f.words.len() >= 2;
+            if self.cfg.rules_off & rule::RECURRING == 0 && self.recurring(t, p, key, varies) {
                 return;
             }
         }
@@ -399,18 +411,23 @@ impl Miner {
         self.merge_into(live, tokens);
     }
 
-    /// A position that varies in several messages at the same place (the same neighbours
-    /// and brackets: a thread name in `[…]` after the timestamp, a `key=` value) is a
-    /// field, whatever its count: once a second message shows two words there, every
-    /// family varying there merges. True when a merge happened.
-    fn recurring(&mut self, t: u32, p: usize, key: u64) -> bool {
+    /// A field: a word that is partly a value already (`[scheduler-<*>]`) or the value of
+    /// a `key=`, at the same place (position, the word before, its brackets or key) in
+    /// several messages. Once two messages vary there, or `min_distinct` different words
+    /// have been seen there across messages, it is a variable in all of them, whatever
+    /// each message's own count: three thread pools, or user names each seen once in a
+    /// different message, no longer split every message. Plain words (`onSleep`, `Yes`)
+    /// and the first word, which names the message (`mDNS_RegisterInterface:`), keep the
+    /// usual count. True when templates were merged.
+    fn recurring(&mut self, t: u32, p: usize, key: u64, varies: bool) -> bool {
         let tokens = &self.templates[t as usize].tokens;
         let Tok::Lit(w) = &tokens[p] else { return false };
-        // Fields only: a word that is partly a value already (`[scheduler-<*>]`) or the
-        // value of a `key=`; plain words (`onSleep`, `Yes`) and the first word, which
-        // names the message (`mDNS_RegisterInterface:`), keep the usual count.
         let eq_at = w.find('=').filter(|&k| k > 0 && k + 1 < w.len());
         if p == 0 || !(w.contains(VAR) || eq_at.is_some()) {
+            return false;
+        }
+        // (Quoted values are phrases: `register_phrases` takes them.)
+        if phrase_at(tokens, p).is_some() {
             return false;
         }
         let side = |q: Option<&Tok>| match q {
@@ -418,25 +435,45 @@ impl Miner {
             Some(Tok::Var) => VAR_HASH,
             Some(Tok::Lit(s)) => hash_bytes(2, s.as_bytes()),
         };
-        let frame = (w.as_bytes()[0] as u64) << 8 | w.as_bytes()[w.len() - 1] as u64;
-        let eq = eq_at.map_or(0, |k| hash_bytes(3, &w.as_bytes()[..=k]));
-        let ctx = mix(mix(mix(p as u64, side(p.checked_sub(1).and_then(|q| tokens.get(q)))), frame), eq);
-        let keys = self.contexts.entry(ctx).or_default();
-        if !keys.contains(&key) {
-            keys.push(key);
+        let kind = match eq_at {
+            Some(k) => hash_bytes(3, &w.as_bytes()[..=k]),
+            None => (w.as_bytes()[0] as u64) << 8 | w.as_bytes()[w.len() - 1] as u64,
+        };
+        let ctx_key = mix(mix(p as u64, side(p.checked_sub(1).and_then(|q| tokens.get(q)))), kind);
+        let word: Box<str> = w.clone();
+        let ctx = self.contexts.entry(ctx_key).or_default();
+        if varies && !ctx.keys.contains(&key) {
+            ctx.keys.push(key);
         }
-        if keys.len() < 2 {
+        if !ctx.words.contains(&word) {
+            ctx.words.push(word);
+        }
+        ctx.members.push(t);
+        if ctx.keys.len() < 2 && ctx.words.len() < self.cfg.min_distinct.max(2) {
             return false;
         }
-        let keys = keys.clone();
+        let Some(ctx) = self.contexts.remove(&ctx_key) else { return false };
+        let words: Vec<&str> = ctx.words.iter().map(|w| &**w).collect();
+        let tok = framed_var(&words).unwrap_or(Tok::Var);
         let mut merged = false;
-        for k in keys {
-            if let Some(f) = self.families.remove(&k) {
-                self.merge_at(f.members, p);
-                merged = true;
+        for m in ctx.members {
+            let m = self.root(m);
+            let mt = &self.templates[m as usize].tokens;
+            if self.templates[m as usize].merged_into.is_some()
+                || mt.len() <= p
+                || mt[p] == tok
+                || !tok_fits(&tok, &mt[p])
+            {
+                continue;
             }
+            let mut new = mt.clone();
+            new[p] = tok.clone();
+            if tok == Tok::Var && ((p > 0 && new[p - 1] == Tok::Var) || new.get(p + 1) == Some(&Tok::Var)) {
+                new.remove(p);
+            }
+            self.merge_into(vec![m], new);
+            merged = true;
         }
-        self.contexts.remove(&ctx);
         merged
     }
 

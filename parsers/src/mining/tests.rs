@@ -317,12 +317,16 @@ fn corpus_lines_are_their_templates_with_their_params() {
         .arg(&script)
         .args(["--seed", "3", "--bytes", "2M", "--out"])
         .arg(&out)
+        .arg("--truth")
+        .arg(out.join("truth"))
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("python3 runs the corpus generator");
     assert!(status.success());
     let mut failures = Vec::new();
     let mut templates = 0;
+    let mut accuracy = Vec::new();
     for service in ["payments", "orders", "gateway", "access", "auth", "cart", "search"] {
         let text = std::fs::read_to_string(out.join(format!("{service}.log"))).unwrap();
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -330,9 +334,34 @@ fn corpus_lines_are_their_templates_with_their_params() {
         let (f, n) = check_properties(service, &lines);
         failures.extend(f);
         templates += n;
+        // Grouping accuracy against the generator's events (first line of each record).
+        let truth = std::fs::read_to_string(out.join(format!("truth/{service}.ndjson"))).unwrap();
+        let field = |rec: &str, key: &str| -> String {
+            let at = rec.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
+            rec[at..].split(['"', ',', '}']).find(|s| !s.is_empty()).unwrap().to_string()
+        };
+        let (mut first, mut events) = (Vec::new(), Vec::new());
+        for rec in truth.lines() {
+            first.push(lines[field(rec, "line").parse::<usize>().unwrap() - 1].clone());
+            events.push(field(rec, "event"));
+        }
+        let mut m = Miner::new(MinerConfig::default());
+        let shapes: Vec<u32> = first.iter().map(|l| m.mine(l.as_bytes()).shape).collect();
+        let pred: Vec<u32> = shapes.iter().map(|&s| m.template_of_shape(s)).collect();
+        let ga = grouping_accuracy(&pred, &events);
+        eprintln!("corpus {service}: grouping accuracy {ga:.3}");
+        accuracy.push((service, ga));
     }
     let _ = std::fs::remove_dir_all(&out);
     eprintln!("corpus: {templates} templates, {} failures", failures.len());
+    // Whole lines of unknown format, settings never chosen on this data: the field,
+    // quoted-phrase and prefix rules brought it from 0.41 to 0.84 (auth has two syslog
+    // header formats and stays at 0; the others are at 0.89 or more).
+    let avg = accuracy.iter().map(|(_, a)| a).sum::<f64>() / accuracy.len() as f64;
+    assert!(avg >= 0.80, "corpus grouping accuracy {avg:.3}: {accuracy:?}");
+    for (service, ga) in &accuracy {
+        assert!(*service == "auth" || *ga >= 0.85, "{service}: {ga:.3}");
+    }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -586,6 +615,27 @@ fn quoted_phrases_of_any_length_are_one_value() {
 #[test]
 fn nul_bytes_in_a_line_never_match_a_value() {
     let data = include_bytes!("../../../fuzz/regressions/mining-nul-7");
+    let failures = fuzz_input_failures(data);
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// Grouping accuracy: a line counts when the lines sharing its template are exactly the
+/// lines sharing its true event.
+fn grouping_accuracy(pred: &[u32], truth: &[String]) -> f64 {
+    let mut pg: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut tg: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (p, t)) in pred.iter().zip(truth).enumerate() {
+        pg.entry(*p).or_default().push(i);
+        tg.entry(t).or_default().push(i);
+    }
+    pred.iter().zip(truth).filter(|(p, t)| pg[p] == tg[t.as_str()]).count() as f64 / pred.len() as f64
+}
+
+/// A fuzz finding: a template's quoted phrase (`"<*>"`, several words) was merged into a
+/// one-word pattern (`<*>"`), and the phrase's lines no longer fitted their template.
+#[test]
+fn a_quoted_phrase_is_covered_only_by_a_token_that_takes_several_words() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-phrase-8");
     let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }
