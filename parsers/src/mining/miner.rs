@@ -454,7 +454,9 @@ impl Miner {
         }
         let Some(ctx) = self.contexts.remove(&ctx_key) else { return false };
         let words: Vec<&str> = ctx.words.iter().map(|w| &**w).collect();
-        let tok = framed_var(&words).unwrap_or(Tok::Var);
+        // Words no framing keeps balanced (`[traceId=<*>]` and `[traceId=<*>`) are not
+        // one field.
+        let Some(tok) = framed_var(&words) else { return false };
         let mut merged = false;
         for m in ctx.members {
             let m = self.root(m);

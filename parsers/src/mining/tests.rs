@@ -639,3 +639,12 @@ fn a_quoted_phrase_is_covered_only_by_a_token_that_takes_several_words() {
     let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A fuzz finding: a field whose words no framing keeps balanced (`[traceId=<*>]` and a
+/// mutated `[traceId=<*>`) became a bare `<*>` that took the bracket.
+#[test]
+fn a_field_whose_words_no_framing_balances_is_not_merged() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-field-9");
+    let failures = fuzz_input_failures(data);
+    assert!(failures.is_empty(), "{failures:?}");
+}
