@@ -730,7 +730,13 @@ pub(super) fn framed_var(words: &[&str]) -> Option<Tok> {
     // takes balances (`Foo.bar(Foo.java:42)` and `Baz.qux(Baz.java:7)` give `<*>`, not
     // `<*>)`). When no framing achieves that, the words are not one variable.
     let middle_ok = |pre: usize, suf: usize| {
-        words.iter().all(|w| pre + suf <= w.len() && super::brackets_balance(&w[pre..w.len() - suf]))
+        words.iter().all(|w| {
+            // (Never inside a character: a shared byte prefix or suffix may end there.)
+            pre + suf <= w.len()
+                && w.is_char_boundary(pre)
+                && w.is_char_boundary(w.len() - suf)
+                && super::brackets_balance(&w[pre..w.len() - suf])
+        })
     };
     while !middle_ok(pre, suf) {
         if suf > 0 {

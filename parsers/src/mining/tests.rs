@@ -648,3 +648,22 @@ fn a_field_whose_words_no_framing_balances_is_not_merged() {
     let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A fuzz finding: words sharing the first bytes of different multi-byte characters
+/// (raw, not UTF-8, lines are mined too) made the framing cut inside a character, a
+/// panic. Every raw line of the input is mined as the fuzz target mines it.
+#[test]
+fn framing_never_cuts_inside_a_character() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-utf8-10");
+    for cfg in [
+        MinerConfig { max_templates: 8, min_distinct: 2, ..MinerConfig::default() },
+        MinerConfig { min_distinct: 2, ..MinerConfig::default() },
+    ] {
+        let mut m = Miner::new(cfg);
+        for line in data.split(|&b| b == b'\n') {
+            let r = m.mine(line);
+            let _ = m.params(line, r.template);
+        }
+    }
+    assert!(fuzz_input_failures(data).is_empty());
+}
