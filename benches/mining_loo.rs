@@ -19,10 +19,9 @@
 //!    were written looking at these sets); a rule or setting that only helps the set it
 //!    was written for shows up as a gap between the two averages.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use sluice_parsers::mining::{rule, Miner, MinerConfig};
+use sluice_parsers::mining::{grouping_accuracy, rule, Miner, MinerConfig};
 
 const MIN_DISTINCT: [usize; 6] = [2, 3, 4, 5, 6, 8];
 const MIN_CONTEXT: [usize; 6] = [0, 1, 2, 3, 4, 5];
@@ -35,18 +34,6 @@ fn load(dir: &std::path::Path, set: &str) -> (Vec<String>, Vec<String>) {
     let col = |name: &str| head.iter().position(|h| h == name).unwrap_or_else(|| panic!("{set}: no {name} column"));
     let (content, event) = (col("Content"), col("EventId"));
     r.records().map(|rec| rec.unwrap()).map(|rec| (rec[content].to_string(), rec[event].to_string())).unzip()
-}
-
-/// Grouping accuracy of `pred` (template per line) against `truth` (event per line).
-fn grouping_accuracy(pred: &[u32], truth: &[String]) -> f64 {
-    let mut pg: HashMap<u32, Vec<usize>> = HashMap::new();
-    let mut tg: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (p, t)) in pred.iter().zip(truth).enumerate() {
-        pg.entry(*p).or_default().push(i);
-        tg.entry(t).or_default().push(i);
-    }
-    let ok = pred.iter().zip(truth).filter(|(p, t)| pg[p] == tg[t.as_str()]).count();
-    ok as f64 / pred.len() as f64
 }
 
 /// Mine `lines` whole and give each its final template.

@@ -2,6 +2,7 @@
 //! and grouping accuracy on the eight shared Loghub sets.
 
 use crate::harness::*;
+use sluice_parsers::mining::grouping_accuracy;
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::Stdio;
@@ -169,19 +170,6 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
         rows.push(row);
     }
     rows
-}
-
-/// Grouping accuracy: a line is right when the set of lines in its mined group equals
-/// the set of lines sharing its true EventId.
-fn grouping_accuracy(pred: &[String], truth: &[String]) -> f64 {
-    let mut pg: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut tg: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (p, t)) in pred.iter().zip(truth).enumerate() {
-        pg.entry(p).or_default().push(i);
-        tg.entry(t).or_default().push(i);
-    }
-    let ok = pred.iter().zip(truth).filter(|(p, t)| pg[p.as_str()] == tg[t.as_str()]).count();
-    ok as f64 / pred.len() as f64
 }
 
 /// The `Content` column of one shared Loghub 2k set and its true `EventId` per line.

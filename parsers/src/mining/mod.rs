@@ -70,6 +70,23 @@ pub use miner::{Mined, Miner, Template};
 /// The text of a variable in a template.
 pub const VAR: &str = "<*>";
 
+/// Grouping accuracy (the Loghub benchmark's measure): the share of lines whose group —
+/// the lines given the same template in `pred` — is exactly the lines sharing their
+/// true event in `truth`.
+pub fn grouping_accuracy<P: std::hash::Hash + Eq, T: std::hash::Hash + Eq>(pred: &[P], truth: &[T]) -> f64 {
+    assert_eq!(pred.len(), truth.len(), "one prediction per line");
+    if pred.is_empty() {
+        return 1.0;
+    }
+    let mut pg: HashMap<&P, Vec<usize>> = HashMap::new();
+    let mut tg: HashMap<&T, Vec<usize>> = HashMap::new();
+    for (i, (p, t)) in pred.iter().zip(truth).enumerate() {
+        pg.entry(p).or_default().push(i);
+        tg.entry(t).or_default().push(i);
+    }
+    pred.iter().zip(truth).filter(|(p, t)| pg[p] == tg[t]).count() as f64 / pred.len() as f64
+}
+
 /// `()`, `[]` and `{}` nest properly in `s` (a template keeps its lines' brackets: the
 /// property the tests and the fuzz target check).
 pub fn brackets_balance(s: &str) -> bool {

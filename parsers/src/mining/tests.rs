@@ -619,18 +619,6 @@ fn nul_bytes_in_a_line_never_match_a_value() {
     assert!(failures.is_empty(), "{failures:?}");
 }
 
-/// Grouping accuracy: a line counts when the lines sharing its template are exactly the
-/// lines sharing its true event.
-fn grouping_accuracy(pred: &[u32], truth: &[String]) -> f64 {
-    let mut pg: HashMap<u32, Vec<usize>> = HashMap::new();
-    let mut tg: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (p, t)) in pred.iter().zip(truth).enumerate() {
-        pg.entry(*p).or_default().push(i);
-        tg.entry(t).or_default().push(i);
-    }
-    pred.iter().zip(truth).filter(|(p, t)| pg[p] == tg[t.as_str()]).count() as f64 / pred.len() as f64
-}
-
 /// A fuzz finding: a template's quoted phrase (`"<*>"`, several words) was merged into a
 /// one-word pattern (`<*>"`), and the phrase's lines no longer fitted their template.
 #[test]
