@@ -193,7 +193,7 @@ impl Miner {
                         && ends(tt.first(), toks.first())
                         && ends(tt.last(), toks.last())
                         && tt.iter().any(has_word)
-                        && fits_with_spans(tt, toks)
+                        && fits_with_spans(tt, toks, false)
                     {
                         return Some(t);
                     }
@@ -230,7 +230,7 @@ impl Miner {
                     && if a.len() == b.len() {
                         a.iter().zip(b).all(|(x, y)| tok_fits(x, y))
                     } else {
-                        a.iter().any(has_word) && fits_with_spans(a, b)
+                        a.iter().any(has_word) && fits_with_spans(a, b, true)
                     }
             })
             .collect();
@@ -532,7 +532,7 @@ impl Miner {
             if mt.len() == tokens.len() {
                 tokens.iter().zip(mt).all(|(a, b)| tok_fits(a, b))
             } else {
-                mt.len() > tokens.len() && fits_with_spans(&tokens, mt)
+                mt.len() > tokens.len() && fits_with_spans(&tokens, mt, true)
             }
         });
         if live.is_empty() {
