@@ -69,42 +69,35 @@ pub(super) fn phrase_words<'a>(q: u8, words: impl Iterator<Item = &'a [u8]>, max
     out
 }
 
-/// Does `toks` fit template `tt`, where a `<*>` may take one or more tokens? `toks` is a
-/// shape (each `<*>` one word) or, with `of_template`, another template (whose `<*>` may
-/// stand for several words).
-pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok], of_template: bool) -> bool {
+/// Does `toks` fit template `tt`, where a `<*>` may take one or more tokens?
+pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
     // Memoised on (template position, token position): polynomial, whatever the input.
-    pub(super) fn go(tt: &[Tok], toks: &[Tok], i: usize, j: usize, failed: &mut [bool], of_template: bool) -> bool {
+    pub(super) fn go(tt: &[Tok], toks: &[Tok], i: usize, j: usize, failed: &mut [bool]) -> bool {
         let slot = i * (toks.len() + 1) + j;
         if failed[slot] {
             return false;
         }
         let ok = match tt.get(i) {
             None => j == toks.len(),
-            Some(Tok::Var) => (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1))
-                .any(|k| go(tt, toks, i + 1, j + k, failed, of_template)),
+            Some(Tok::Var) => {
+                (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed))
+            }
             Some(a @ Tok::Lit(s)) if phrase_quote(s).is_some() => {
                 let q = phrase_quote(s).unwrap_or(b'"');
                 let max = (toks.len() - j).saturating_sub(tt.len() - i - 1);
-                // Over single words only: a `<*>` of a template being covered may stand for
-                // several words, a closing quote among them.
-                let single = |t: &&Tok| match t {
-                    Tok::Var => !of_template,
-                    Tok::Lit(w) => phrase_quote(w).is_none(),
-                };
-                let texts = toks[j..].iter().take_while(single).map(|t| t.text().as_bytes());
+                let texts = toks[j..].iter().map(|t| t.text().as_bytes());
                 phrase_words(q, texts, max).iter().enumerate().any(|(k, joined)| {
                     let b = Tok::Lit(String::from_utf8_lossy(joined).into());
-                    tok_fits(a, &b) && go(tt, toks, i + 1, j + k + 1, failed, of_template)
+                    tok_fits(a, &b) && go(tt, toks, i + 1, j + k + 1, failed)
                 })
             }
-            Some(a) => toks.get(j).is_some_and(|b| tok_fits(a, b)) && go(tt, toks, i + 1, j + 1, failed, of_template),
+            Some(a) => toks.get(j).is_some_and(|b| tok_fits(a, b)) && go(tt, toks, i + 1, j + 1, failed),
         };
         failed[slot] = !ok;
         ok
     }
     let mut failed = vec![false; (tt.len() + 1) * (toks.len() + 1)];
-    go(tt, toks, 0, 0, &mut failed, of_template)
+    go(tt, toks, 0, 0, &mut failed)
 }
 
 /// Align message words with a template, collecting variable values. Failed

@@ -193,7 +193,7 @@ impl Miner {
                         && ends(tt.first(), toks.first())
                         && ends(tt.last(), toks.last())
                         && tt.iter().any(has_word)
-                        && fits_with_spans(tt, toks, false)
+                        && fits_with_spans(tt, toks)
                     {
                         return Some(t);
                     }
@@ -230,7 +230,7 @@ impl Miner {
                     && if a.len() == b.len() {
                         a.iter().zip(b).all(|(x, y)| tok_fits(x, y))
                     } else {
-                        a.iter().any(has_word) && fits_with_spans(a, b, true)
+                        a.iter().any(has_word) && fits_with_spans(a, b)
                     }
             })
             .collect();
@@ -454,6 +454,9 @@ impl Miner {
         }
         let Some(ctx) = self.contexts.remove(&ctx_key) else { return false };
         let words: Vec<&str> = ctx.words.iter().map(|w| &**w).collect();
+        if words.windows(2).any(|w| net(w[0]) != net(w[1])) {
+            return false;
+        }
         // Words no framing keeps balanced (`[traceId=<*>]` and `[traceId=<*>`) are not
         // one field.
         let Some(tok) = framed_var(&words) else { return false };
@@ -496,12 +499,9 @@ impl Miner {
                 Tok::Var => None,
             })
             .collect();
-        // Words that open or close brackets differently (`{"time":…` and a word without its
-        // `{`) are not values of one variable: a template must keep its lines' brackets.
-        let net = |w: &str| {
-            let c = |b: u8| w.bytes().filter(|&x| x == b).count() as i64;
-            [c(b'(') - c(b')'), c(b'[') - c(b']'), c(b'{') - c(b'}')]
-        };
+        // Words that open or close brackets or quotes differently (`{"time":…` and a word
+        // without its `{`; `grin` and `grinder"`) are not values of one variable: a
+        // template must keep its lines' brackets, and a quoted phrase its closing quote.
         if words.windows(2).any(|w| net(w[0]) != net(w[1])) {
             return;
         }
@@ -532,7 +532,7 @@ impl Miner {
             if mt.len() == tokens.len() {
                 tokens.iter().zip(mt).all(|(a, b)| tok_fits(a, b))
             } else {
-                mt.len() > tokens.len() && fits_with_spans(&tokens, mt, true)
+                mt.len() > tokens.len() && fits_with_spans(&tokens, mt)
             }
         });
         if live.is_empty() {
@@ -642,6 +642,13 @@ impl Miner {
 }
 
 /// A token with a letter of its own (outside its `<*>` parts).
+/// How a word opens or closes brackets and double quotes: words that differ here are
+/// not values of one variable.
+fn net(w: &str) -> [i64; 4] {
+    let c = |b: u8| w.bytes().filter(|&x| x == b).count() as i64;
+    [c(b'(') - c(b')'), c(b'[') - c(b']'), c(b'{') - c(b'}'), c(b'"') % 2]
+}
+
 /// A quoted phrase starting at token `p` (`query="desk`, …, `lamp"`; or one token
 /// `"x"`): its quote and its number of tokens. The words inside hold no quote.
 fn phrase_at(tokens: &[Tok], p: usize) -> Option<(u8, usize)> {
