@@ -8,7 +8,10 @@ use super::*;
 /// something, other literals only themselves.
 pub(super) fn tok_fits(a: &Tok, b: &Tok) -> bool {
     match (a, b) {
-        (Tok::Var, _) => true,
+        // A variable never takes a bracket or a double quote without its pair: the
+        // template keeps them (`<*>]` is not covered by `<*>`).
+        (Tok::Var, Tok::Var) => true,
+        (Tok::Var, Tok::Lit(y)) => paired(y.as_bytes()),
         (Tok::Lit(x), Tok::Lit(y)) => {
             x == y
                 // (A quoted phrase of a template, which may hold several words, is covered
@@ -31,6 +34,15 @@ pub(super) fn tok_fits(a: &Tok, b: &Tok) -> bool {
         }
         (Tok::Lit(_), Tok::Var) => false,
     }
+}
+
+/// Brackets nest and double quotes pair in `t`: what a variable may take.
+pub(super) fn paired(t: &[u8]) -> bool {
+    !has_bracket_or_quote(t) || (bytes_balance(t) && t.iter().filter(|&&b| b == b'"').count() % 2 == 0)
+}
+
+fn has_bracket_or_quote(t: &[u8]) -> bool {
+    has_bracket(t) || memchr::memchr(b'"', t).is_some()
 }
 
 /// The quote of a template token whose value is a quoted phrase (`"<*>"`,
@@ -80,7 +92,12 @@ pub(super) fn fits_with_spans(tt: &[Tok], toks: &[Tok]) -> bool {
         let ok = match tt.get(i) {
             None => j == toks.len(),
             Some(Tok::Var) => {
-                (1..=(toks.len() - j).saturating_sub(tt.len() - i - 1)).any(|k| go(tt, toks, i + 1, j + k, failed))
+                let max = (toks.len() - j).saturating_sub(tt.len() - i - 1);
+                let mut span = Vec::new();
+                (1..=max).any(|k| {
+                    span.extend_from_slice(toks[j + k - 1].text().as_bytes());
+                    paired(&span) && go(tt, toks, i + 1, j + k, failed)
+                })
             }
             Some(a @ Tok::Lit(s)) if phrase_quote(s).is_some() => {
                 let q = phrase_quote(s).unwrap_or(b'"');

@@ -666,3 +666,15 @@ fn a_variable_never_takes_a_double_quote() {
     let failures = fuzz_input_failures(data);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A fuzz finding: a `<*>` took a token ending in an unpaired bracket (`+0000]` of a line
+/// glued to another), as one of several tokens it spans and when a wider template absorbed
+/// one with `<*>]`, and the template lost the `]`. A variable takes brackets and double
+/// quotes only in pairs.
+#[test]
+fn a_variable_takes_brackets_only_in_pairs() {
+    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-12");
+    assert!(fuzz_input_failures(data).is_empty());
+    let (m, r) = mine_all(&["took 3 ms (pool main] at 01:02", "took 4 ms (pool main] at 01:03"]);
+    assert!(text(&m, r[1]).contains(']'), "{}", text(&m, r[1]));
+}
