@@ -187,6 +187,17 @@ impl Event {
         }
     }
 
+    /// The message text as a [`ByteStr`], borrowed: slices of it share the line's buffer,
+    /// and no reference count is taken for the message itself.
+    #[inline]
+    pub fn message_str(&self) -> &ByteStr {
+        match &self.message {
+            Some(m) => m,
+            // SAFETY: as in `message`.
+            None => unsafe { ByteStr::view(&self.raw) },
+        }
+    }
+
     /// Approximate in-memory size, used for byte-based batching limits.
     #[inline]
     pub fn size_hint(&self) -> usize {

@@ -5,6 +5,7 @@ use std::fmt;
 /// An immutable UTF-8 string backed by [`Bytes`]: cheap to clone and to slice out of a
 /// raw line without copying.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(transparent)]
 pub struct ByteStr(Bytes);
 
 impl ByteStr {
@@ -34,6 +35,16 @@ impl ByteStr {
     }
     pub fn as_bytes(&self) -> &Bytes {
         &self.0
+    }
+    /// `b` seen as a string, borrowed (no reference count taken, unlike a clone).
+    ///
+    /// # Safety
+    /// `b` must be valid UTF-8.
+    #[inline]
+    pub unsafe fn view(b: &Bytes) -> &ByteStr {
+        // SAFETY: `ByteStr` is `repr(transparent)` over `Bytes`; the caller vouches for
+        // UTF-8.
+        unsafe { &*(b as *const Bytes as *const ByteStr) }
     }
     /// A sub-string sharing the same buffer. `range` must lie on char boundaries of `self`.
     pub fn slice_str(&self, sub: &str) -> ByteStr {
