@@ -217,7 +217,7 @@ impl Masker {
             let candidate = at
                 || (digits && dots >= 2)
                 || seen & C_COLON != 0
-                || matches!(first, b'/' | b'.' | b'~' | b'h')
+                || matches!(first, b'/' | b'.' | b'~' | b'h' | b'\\')
                 || first.is_ascii_uppercase()
                 || tok.len() <= 4;
             let framed =
@@ -225,7 +225,7 @@ impl Masker {
             let (lead, trail) = if framed { Self::outer_framing(tok) } else { (0, 0) };
             let inner = &tok[lead..tok.len() - trail];
             let whole_var = ((inner.len() > 2
-                && (inner[0] == b'/' || inner[0] == b'.' || inner[0] == b'~' || inner[0] == b'h')
+                && (matches!(inner[0], b'/' | b'.' | b'~' | b'h' | b'\\') || inner[1] == b':')
                 && is_path_or_url(inner))
                 || (at && is_email(inner))
                 || (!digits
@@ -593,6 +593,9 @@ pub(super) fn is_path_or_url(t: &[u8]) -> bool {
     t.starts_with(b"http://")
         || t.starts_with(b"https://")
         || ((t[0] == b'/' || t.starts_with(b"./") || t.starts_with(b"~/")) && memchr::memchr(b'/', &t[1..]).is_some())
+        // Windows: `C:\Windows\x.dll`, `\\host\share\x`.
+        || (t.len() > 3 && t[0].is_ascii_alphabetic() && t[1] == b':' && t[2] == b'\\')
+        || (t.len() > 3 && t.starts_with(b"\\\\") && memchr::memchr(b'\\', &t[2..]).is_some())
 }
 
 /// Units written after a number.

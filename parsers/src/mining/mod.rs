@@ -7,7 +7,7 @@
 //!    `ORD-00042` → `ORD-<*>`, `30000ms`, `0x1f`, ports, hex and numeric ids); variables
 //!    joined by separators and one- or two-letter words are one variable
 //!    (`attempt_1445_0020_m_000000_0` → `attempt_<*>`). Interface names (`eth0`, `ee0`)
-//!    are words. Whole tokens that are e-mail addresses, URLs, paths, IPv6 addresses, host names with a
+//!    are words. Whole tokens that are e-mail addresses, URLs, paths (Unix and Windows), IPv6 addresses, host names with a
 //!    digit, month and weekday names, or empty values (`()`, `""`) are variables, as is
 //!    the value of `key=host.name`. A token made only of variables and separators
 //!    (`10.0.0.1:8080`, a UUID, `1.5s`, `12:00:01`, `"x1"`) is one variable, the brackets

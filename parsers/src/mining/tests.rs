@@ -678,3 +678,13 @@ fn a_variable_takes_brackets_only_in_pairs() {
     let (m, r) = mine_all(&["took 3 ms (pool main] at 01:02", "took 4 ms (pool main] at 01:03"]);
     assert!(text(&m, r[1]).contains(']'), "{}", text(&m, r[1]));
 }
+
+#[test]
+fn windows_paths_are_values_like_unix_ones() {
+    let (m, r) = mine_all(&[
+        r"Loaded Servicing Stack v6.1.7601.23505 with Core: C:\Windows\winsxs\amd64_stack_6.1.7601.23505_none_681aa\cbscore.dll",
+        r"opened share \\fileserver\builds\nightly for reading",
+    ]);
+    assert_eq!(text(&m, r[0]), "Loaded Servicing Stack <*> with Core: <*>");
+    assert_eq!(text(&m, r[1]), "opened share <*> for reading");
+}
