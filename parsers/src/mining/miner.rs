@@ -59,7 +59,7 @@ pub(super) struct Context {
     /// Different words seen there.
     words: Vec<Box<str>>,
     /// Templates with a word there.
-    members: Vec<u32>,
+    pub(super) members: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -349,14 +349,14 @@ impl Miner {
         let mut found = Vec::new();
         let mut p = 0;
         while p < n {
-            let Some((q, k)) = phrase_at(tokens, p) else {
+            let Some((_, k)) = phrase_at(tokens, p) else {
                 p += 1;
                 continue;
             };
-            found.push((p, k, q));
+            found.push((p, k));
             p += k;
         }
-        for (p, k, _) in found {
+        for (p, k) in found {
             let tokens = &self.templates[t as usize].tokens;
             let mut key = mix(PHRASE_HASH, p as u64);
             for x in tokens[..p].iter().chain(&tokens[p + k..]) {
@@ -606,6 +606,10 @@ impl Miner {
         self.families.retain(|_, f| {
             f.members.retain(|m| !gone.contains(m));
             !f.members.is_empty()
+        });
+        self.contexts.retain(|_, c| {
+            c.members.retain(|m| !gone.contains(m));
+            !c.members.is_empty()
         });
     }
 

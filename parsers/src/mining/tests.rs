@@ -168,6 +168,16 @@ fn bounded_memory_evicts_least_recently_seen() {
     assert!(live.len() <= 51, "{} templates", live.len());
     assert!(live.iter().any(|t| t.text == "kept alive message"), "the recently seen template stays");
     assert!(!live.iter().any(|t| t.text == "a ax end"), "the oldest is forgotten");
+
+    // The places where fields were seen are forgotten with their templates: messages that
+    // never merge (two words differ at once), each with a `[t-<*>]` field.
+    let mut m = Miner::new(MinerConfig { max_templates: 50, ..MinerConfig::default() });
+    for i in 0..2000 {
+        let w = letters(i);
+        m.mine(format!("task {w} started {w}x in [t-{i}] with more words").as_bytes());
+    }
+    let places: usize = m.contexts.values().map(|c| c.members.len()).sum();
+    assert!(places <= 2 * 51, "{places} field places kept for {} templates", m.templates().len());
 }
 
 /// `key=value` words that merge keep their key even when a variable follows: the merge
