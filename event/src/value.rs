@@ -28,6 +28,24 @@ impl ByteStr {
     pub fn from_static(s: &'static str) -> ByteStr {
         ByteStr(Bytes::from_static(s.as_bytes()))
     }
+    /// A string given to many events (an event name, a template id): kept once for the
+    /// life of the process, so a clone copies a pointer instead of updating a reference
+    /// count that every thread the events pass through would update too. Equal strings
+    /// share one copy (a config reload does not keep another).
+    pub fn interned(s: &str) -> ByteStr {
+        static TABLE: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> = std::sync::Mutex::new(None);
+        let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+        let set = table.get_or_insert_with(Default::default);
+        let kept = match set.get(s) {
+            Some(k) => *k,
+            None => {
+                let k: &'static str = Box::leak(s.to_owned().into_boxed_str());
+                set.insert(k);
+                k
+            }
+        };
+        ByteStr::from_static(kept)
+    }
     #[inline]
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor guarantees UTF-8.
@@ -266,5 +284,21 @@ mod short_eq_tests {
                 assert_eq!(short_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod interned_tests {
+    use super::ByteStr;
+
+    #[test]
+    fn equal_strings_share_one_copy_and_clones_copy_the_pointer() {
+        let a = ByteStr::interned("payment_failed");
+        let b = ByteStr::interned(&String::from("payment_failed"));
+        assert_eq!(a, b);
+        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr(), "one copy for equal strings");
+        let c = a.clone();
+        assert_eq!(c.as_str().as_ptr(), a.as_str().as_ptr());
+        assert_ne!(ByteStr::interned("other").as_str().as_ptr(), a.as_str().as_ptr());
     }
 }

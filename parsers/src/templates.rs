@@ -103,8 +103,8 @@ impl TemplateSet {
                 }
             }
             templates.push(Compiled {
-                event: ByteStr::from(s.event.trim()),
-                id: ByteStr::from(template_id(&s.pattern)),
+                event: ByteStr::interned(s.event.trim()),
+                id: ByteStr::interned(&template_id(&s.pattern)),
                 pattern: s.pattern.clone(),
                 pieces,
                 literal_len,

@@ -211,6 +211,12 @@ impl EnrichConfig {
             let v = to_value(v).ok_or_else(|| {
                 OptionError::new("fields", format!("`fields.{k}` must be a string, number or boolean"))
             })?;
+            // Added to every event: kept once, so a clone copies a pointer (see
+            // `ByteStr::interned`).
+            let v = match v {
+                Value::Str(s) => Value::Str(ByteStr::interned(s.as_str())),
+                v => v,
+            };
             fields.push((k.clone(), v));
         }
         let host = if self.host {
@@ -219,7 +225,7 @@ impl EnrichConfig {
                 .ok()
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "unknown".into());
-            Some(ByteStr::from(h))
+            Some(ByteStr::interned(&h))
         } else {
             None
         };

@@ -141,7 +141,7 @@ impl ParseConfig {
             templates,
             infer_level: self.infer_level,
             on_error: self.on_error,
-            default_event: self.default_event.as_deref().map(ByteStr::from),
+            default_event: self.default_event.as_deref().map(ByteStr::interned),
             scratch: Scratch::default(),
             parsed: Parsed::default(),
             fields_seen: 0,
