@@ -33,9 +33,10 @@ impl ByteStr {
     /// count that every thread the events pass through would update too. Equal strings
     /// share one copy (a config reload does not keep another).
     pub fn interned(s: &str) -> ByteStr {
-        static TABLE: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> = std::sync::Mutex::new(None);
-        let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-        let set = table.get_or_insert_with(Default::default);
+        use std::collections::HashSet;
+        use std::sync::{LazyLock, Mutex};
+        static TABLE: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::default);
+        let mut set = TABLE.lock().unwrap_or_else(|e| e.into_inner());
         let kept = match set.get(s) {
             Some(k) => *k,
             None => {

@@ -303,6 +303,8 @@ impl Parse {
             e.fields.insert_static("level", level);
         }
         if !self.templates.is_empty() {
+            // (`e.message_str()`, spelled out: it would borrow all of `e`, and the
+            // fields are written below.)
             let whole = match &e.message {
                 Some(m) => m,
                 // SAFETY: `message` is None only when the raw bytes are valid UTF-8.

@@ -235,21 +235,26 @@ impl Miner {
             })
             .collect();
         for u in covered {
-            let len = self.templates[u as usize].tokens.len();
+            self.unlist(u);
             let (count, id, aliases) = {
                 let tm = &mut self.templates[u as usize];
                 tm.merged_into = Some(t);
                 (tm.count, tm.id.clone(), std::mem::take(&mut tm.aliases))
             };
-            if let Some(v) = self.by_len.get_mut(&len) {
-                v.retain(|&x| x != u);
-            }
-            self.live -= 1;
             let tt = &mut self.templates[t as usize];
             tt.count += count;
             tt.aliases.push(id);
             tt.aliases.extend(aliases);
         }
+    }
+
+    /// Take live template `t` off the live lists (it merged into another or is forgotten).
+    fn unlist(&mut self, t: u32) {
+        let len = self.templates[t as usize].tokens.len();
+        if let Some(v) = self.by_len.get_mut(&len) {
+            v.retain(|&x| x != t);
+        }
+        self.live -= 1;
     }
 
     pub(super) fn push_template(&mut self, tokens: Vec<Tok>, example: String, aliases: Vec<String>) -> u32 {
@@ -349,7 +354,7 @@ impl Miner {
         let mut found = Vec::new();
         let mut p = 0;
         while p < n {
-            let Some((_, k)) = phrase_at(tokens, p) else {
+            let Some(k) = phrase_at(tokens, p) else {
                 p += 1;
                 continue;
             };
@@ -464,18 +469,12 @@ impl Miner {
         for m in ctx.members {
             let m = self.root(m);
             let mt = &self.templates[m as usize].tokens;
-            if self.templates[m as usize].merged_into.is_some()
-                || mt.len() <= p
-                || mt[p] == tok
-                || !tok_fits(&tok, &mt[p])
-            {
+            if mt.len() <= p || mt[p] == tok || !tok_fits(&tok, &mt[p]) {
                 continue;
             }
             let mut new = mt.clone();
             new[p] = tok.clone();
-            if tok == Tok::Var && ((p > 0 && new[p - 1] == Tok::Var) || new.get(p + 1) == Some(&Tok::Var)) {
-                new.remove(p);
-            }
+            fold_into_neighbour(&mut new, p);
             self.merge_into(vec![m], new);
             merged = true;
         }
@@ -499,9 +498,10 @@ impl Miner {
                 Tok::Var => None,
             })
             .collect();
-        // Words that open or close brackets or quotes differently (`{"time":…` and a word
-        // without its `{`; `grin` and `grinder"`) are not values of one variable: a
-        // template must keep its lines' brackets, and a quoted phrase its closing quote.
+        // Words that open or close brackets differently (`{"time":…` and a word without
+        // its `{`) are not values of one variable: a template must keep its lines'
+        // brackets. (Quotes: a member whose word has an unpaired one does not fit the
+        // merged `<*>`, see `tok_fits`.)
         if words.windows(2).any(|w| net(w[0]) != net(w[1])) {
             return;
         }
@@ -513,13 +513,7 @@ impl Miner {
         } else {
             Tok::Var
         };
-        // Fold into a neighbouring <*>.
-        // (Only a bare <*>: a `key=<*>` literal stays, whatever its neighbours.)
-        if tokens[p] == Tok::Var
-            && ((p > 0 && tokens[p - 1] == Tok::Var) || (p + 1 < tokens.len() && tokens[p + 1] == Tok::Var))
-        {
-            tokens.remove(p);
-        }
+        fold_into_neighbour(&mut tokens, p);
         self.merge_into(live, tokens);
     }
 
@@ -558,12 +552,8 @@ impl Miner {
         };
         for &m in &live {
             if m != target {
+                self.unlist(m);
                 self.templates[m as usize].merged_into = Some(target);
-                let len = self.templates[m as usize].tokens.len();
-                if let Some(v) = self.by_len.get_mut(&len) {
-                    v.retain(|&x| x != m);
-                }
-                self.live -= 1;
             }
         }
         let tt = &mut self.templates[target as usize];
@@ -589,16 +579,12 @@ impl Miner {
         let drop_n = (self.cfg.max_templates / 10).max(1);
         let gone: std::collections::HashSet<u32> = live.iter().take(drop_n).map(|&(_, t)| t).collect();
         for &t in &gone {
-            let len = self.templates[t as usize].tokens.len();
-            if let Some(v) = self.by_len.get_mut(&len) {
-                v.retain(|&x| x != t);
-            }
+            self.unlist(t);
             let tm = &mut self.templates[t as usize];
             tm.count = 0;
             tm.tokens.clear();
             tm.example.clear();
             tm.aliases.clear();
-            self.live -= 1;
         }
         // Shapes of forgotten templates are forgotten too (they are re-learned if seen).
         let roots: Vec<u32> = self.shape_list.iter().map(|s| self.root(s.template)).collect();
@@ -646,39 +632,47 @@ impl Miner {
 }
 
 /// A token with a letter of its own (outside its `<*>` parts).
-/// How a word opens or closes brackets and double quotes: words that differ here are
-/// not values of one variable.
-fn net(w: &str) -> [i64; 4] {
+/// How a word opens or closes brackets: words that differ here are not values of one
+/// variable.
+fn net(w: &str) -> [i64; 3] {
     let c = |b: u8| w.bytes().filter(|&x| x == b).count() as i64;
-    [c(b'(') - c(b')'), c(b'[') - c(b']'), c(b'{') - c(b'}'), c(b'"') % 2]
+    [c(b'(') - c(b')'), c(b'[') - c(b']'), c(b'{') - c(b'}')]
 }
 
 /// A quoted phrase starting at token `p` (`query="desk`, …, `lamp"`; or one token
-/// `"x"`): its quote and its number of tokens. The words inside hold no quote.
-fn phrase_at(tokens: &[Tok], p: usize) -> Option<(u8, usize)> {
+/// `"x"`): its number of tokens. The words inside hold no quote.
+fn phrase_at(tokens: &[Tok], p: usize) -> Option<usize> {
     let Tok::Lit(first) = &tokens[p] else { return None };
     let fb = first.as_bytes();
     let at = fb.iter().position(|&b| b == b'"' || b == b'\'')?;
     let q = fb[at];
     // Only at the start, or after `key=` / `key:`.
-    if at > 0 && !matches!(fb[at - 1], b'=' | b':') || fb[..at].iter().any(|&b| b == b'"' || b == b'\'') {
+    if at > 0 && !matches!(fb[at - 1], b'=' | b':') {
         return None;
     }
     let rest = &fb[at + 1..];
     if let Some(close) = rest.iter().position(|&b| b == q) {
         // One token: `"x"`, with nothing after the closing quote.
-        return (close > 0 && close + 1 == rest.len()).then_some((q, 1));
+        return (close > 0 && close + 1 == rest.len()).then_some(1);
     }
     for (k, t) in tokens.iter().enumerate().skip(p + 1).take(15) {
         let Tok::Lit(s) = t else { continue };
         let b = s.as_bytes();
         match b.iter().position(|&c| c == q) {
             None => {}
-            Some(i) if i + 1 == b.len() && i > 0 => return Some((q, k - p + 1)),
+            Some(i) if i + 1 == b.len() && i > 0 => return Some(k - p + 1),
             Some(_) => return None,
         }
     }
     None
+}
+
+/// A bare `<*>` at `p` next to another folds into it (a variable may span tokens). (A
+/// `key=<*>` literal stays, whatever its neighbours.)
+fn fold_into_neighbour(tokens: &mut Vec<Tok>, p: usize) {
+    if tokens[p] == Tok::Var && ((p > 0 && tokens[p - 1] == Tok::Var) || tokens.get(p + 1) == Some(&Tok::Var)) {
+        tokens.remove(p);
+    }
 }
 
 /// A template token that may take several words: `<*>` or a quoted phrase.

@@ -476,25 +476,6 @@ fn an_opening_bracket_after_a_value_stays_in_the_template() {
     assert_eq!(text(&m, r[0]), "at <*>[ worker-<*>] done");
 }
 
-/// A fuzz finding: words whose closing bracket sits in different places (`…}` and
-/// `…"}<*>`) merged into a variable that took the `}`; no framing keeps it now, so they
-/// are not merged.
-#[test]
-fn words_no_framing_can_keep_balanced_are_not_merged() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-3");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
-}
-
-/// A fuzz finding: a closing bracket after punctuation before a value (`:]2218Failed`)
-/// went into the variable.
-#[test]
-fn a_closing_bracket_before_a_value_stays_in_the_template() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-4");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
-}
-
 #[test]
 fn a_rule_switched_off_no_longer_applies() {
     let text_with = |off: u32, lines: &[&str]| {
@@ -529,16 +510,6 @@ fn a_bracket_left_inside_a_framed_value_keeps_the_token_as_pieces() {
     assert!(failures.is_empty(), "{failures:?}");
     let (m, r) = mine_all(&["INFO [payments.health] 3 0[-] h.e"]);
     assert_eq!(text(&m, r[0]), "INFO [payments.health] <*> <*>[-] h.e");
-}
-
-/// A fuzz finding: a URL glued to a JSON object (`http://{"time":…,"msg":"cart`) was one
-/// whole-token variable and took the object's `{`, which the template then lacked. A
-/// path, URL or address whose brackets do not balance is masked by its parts.
-#[test]
-fn a_url_whose_brackets_do_not_balance_is_not_one_variable() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-bracket-6");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
 }
 
 /// A field with few values (three thread pools) that varies in several messages at the
@@ -619,34 +590,6 @@ fn quoted_phrases_of_any_length_are_one_value() {
     assert!(check_properties("agents", &lines).0.is_empty());
 }
 
-/// A fuzz finding: a pattern's literal NUL bytes matched a shape token's own `<*>`
-/// (which the fit check marked with a NUL), and a line went to a template it does not
-/// fit. The mark is now a byte no UTF-8 text holds.
-#[test]
-fn nul_bytes_in_a_line_never_match_a_value() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-nul-7");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
-}
-
-/// A fuzz finding: a template's quoted phrase (`"<*>"`, several words) was merged into a
-/// one-word pattern (`<*>"`), and the phrase's lines no longer fitted their template.
-#[test]
-fn a_quoted_phrase_is_covered_only_by_a_token_that_takes_several_words() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-phrase-8");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
-}
-
-/// A fuzz finding: a field whose words no framing keeps balanced (`[traceId=<*>]` and a
-/// mutated `[traceId=<*>`) became a bare `<*>` that took the bracket.
-#[test]
-fn a_field_whose_words_no_framing_balances_is_not_merged() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-field-9");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
-}
-
 /// A fuzz finding: words sharing the first bytes of different multi-byte characters
 /// (raw, not UTF-8, lines are mined too) made the framing cut inside a character, a
 /// panic. Every raw line of the input is mined as the fuzz target mines it.
@@ -664,17 +607,6 @@ fn framing_never_cuts_inside_a_character() {
         }
     }
     assert!(fuzz_input_failures(data).is_empty());
-}
-
-/// A fuzz finding: `grin` and `grinder"` merged into a `<*>` that took the closing quote,
-/// and a quoted phrase then covered that template although its lines close the quote
-/// elsewhere: they ended in a template they do not fit. A variable never takes a double
-/// quote.
-#[test]
-fn a_variable_never_takes_a_double_quote() {
-    let data = include_bytes!("../../../fuzz/regressions/mining-phrase-11");
-    let failures = fuzz_input_failures(data);
-    assert!(failures.is_empty(), "{failures:?}");
 }
 
 /// A fuzz finding: a `<*>` took a token ending in an unpaired bracket (`+0000]` of a line
@@ -697,4 +629,39 @@ fn windows_paths_are_values_like_unix_ones() {
     ]);
     assert_eq!(text(&m, r[0]), "Loaded Servicing Stack <*> with Core: <*>");
     assert_eq!(text(&m, r[1]), "opened share <*> for reading");
+}
+
+/// Fuzz findings whose inputs now keep both properties (each line is its template with
+/// its parameters; no template loses a bracket its lines balance).
+#[test]
+fn fuzz_findings_keep_the_properties() {
+    let findings: [(&str, &[u8]); 7] = [
+        // Words whose closing bracket sits in different places (`…}` and `…"}<*>`) merged
+        // into a variable that took the `}`; no framing keeps it, so they are not merged.
+        ("mining-bracket-3", include_bytes!("../../../fuzz/regressions/mining-bracket-3")),
+        // A closing bracket after punctuation before a value (`:]2218Failed`) went into
+        // the variable.
+        ("mining-bracket-4", include_bytes!("../../../fuzz/regressions/mining-bracket-4")),
+        // A URL glued to a JSON object (`http://{"time":…`) was one whole-token variable
+        // and took the `{`: a path, URL or address whose brackets do not balance is
+        // masked by its parts.
+        ("mining-bracket-6", include_bytes!("../../../fuzz/regressions/mining-bracket-6")),
+        // A pattern's literal NUL bytes matched a shape token's own `<*>` (which the fit
+        // check marked with a NUL): the mark is now a byte no UTF-8 text holds.
+        ("mining-nul-7", include_bytes!("../../../fuzz/regressions/mining-nul-7")),
+        // A quoted phrase (`"<*>"`, several words) was merged into a one-word pattern
+        // (`<*>"`): a phrase is covered only by a token that takes several words.
+        ("mining-phrase-8", include_bytes!("../../../fuzz/regressions/mining-phrase-8")),
+        // A field whose words no framing balances (`[traceId=<*>]`, `[traceId=<*>`)
+        // became a bare `<*>` that took the bracket.
+        ("mining-field-9", include_bytes!("../../../fuzz/regressions/mining-field-9")),
+        // `grin` and `grinder"` merged into a `<*>` that took the closing quote, and a
+        // quoted phrase then covered a template whose lines close it elsewhere: a
+        // variable takes double quotes only in pairs.
+        ("mining-phrase-11", include_bytes!("../../../fuzz/regressions/mining-phrase-11")),
+    ];
+    for (name, data) in findings {
+        let failures = fuzz_input_failures(data);
+        assert!(failures.is_empty(), "{name}: {failures:?}");
+    }
 }
