@@ -186,18 +186,28 @@ fn rotations_while_the_reader_is_held_back_lose_nothing() {
     let fifo = dir.path().join("out.ndjson");
     mkfifo(&fifo);
     let a = logs.join("a.log");
+    let port = free_port();
     let cfg = format!(
         "{}[pipeline]\nbatch_max_events = 200\nbuffer_batches = 1\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\nscan_interval = \"50ms\"\nrotate_wait = \"1s\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
-        header(dir.path(), None),
+        header(dir.path(), Some(port)),
         logs.display(),
         fifo.display()
     );
     let mut s = Sluice::start(dir.path(), &cfg);
     // Nobody reads the FIFO yet: the sink cannot open it and the source is held back.
     let mut next = 0;
+    // A file written and copytruncated to a name outside `include` before the reader
+    // ever saw it is beyond any tailer: each new file is awaited until it is open (on a
+    // loaded machine 200 ms did not always suffice).
+    let mut files = 0;
     for round in 1..=8 {
+        if !a.exists() {
+            files += 1;
+        }
         append(&a, "H", next..next + 2_000);
         next += 2_000;
+        let seen = wait_until(Duration::from_secs(10), || metric(port, "sluice_files_open", "app") >= files as f64);
+        assert!(seen, "file {files} was never opened; stderr:\n{}", s.stderr());
         std::thread::sleep(Duration::from_millis(200));
         let rotated = logs.join(format!("a.log.{round}"));
         if round % 2 == 1 {

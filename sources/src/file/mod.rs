@@ -392,8 +392,7 @@ impl Reader<'_> {
             self.close_finished();
             self.flush_expired_records();
             let freed_for_waiting = self.close_idle();
-            self.m_open.set(self.open_count as f64);
-            self.m_watched.set((self.files.len() + self.waiting_new.len()) as f64);
+            self.set_gauges();
             if !progressed {
                 if self.cfg.stop_at_eof && !self.has_waiting() && self.files.iter().all(|t| t.at_eof) {
                     // Flush lines without a trailing newline at the very end.
@@ -887,6 +886,13 @@ impl Reader<'_> {
         Ok(n)
     }
 
+    /// `sluice_files_open` and `sluice_files_watched` (also while held back: files found
+    /// then are open and count).
+    fn set_gauges(&self) {
+        self.m_open.set(self.open_count as f64);
+        self.m_watched.set((self.files.len() + self.waiting_new.len()) as f64);
+    }
+
     fn send(&mut self, key: u64, events: Vec<Event>, end: u64) {
         let n = events.len() as u64;
         let bytes: u64 = events.iter().map(|e| e.raw.len() as u64).sum();
@@ -898,7 +904,10 @@ impl Reader<'_> {
         let every = self.cfg.scan_interval.0.max(Duration::from_millis(10));
         // While held back by a slow consumer, keep discovering files: an open file
         // survives any later rename, so nothing created meanwhile is missed.
-        if out.send_blocking_with(&rt, batch, every, || self.scan(false)) {
+        if out.send_blocking_with(&rt, batch, every, || {
+            self.scan(false);
+            self.set_gauges();
+        }) {
             self.ctx.stats.events_out(n);
         } else {
             self.downstream_gone = true;
