@@ -4,15 +4,23 @@
 //! `Payment failed for user 42: Card declined` and yields `event`, a stable
 //! `template_id` and the typed placeholders.
 //!
-//! Matching: every template's longest literal is an *anchor*; one Aho-Corasick scan of
-//! the message finds the anchors present, which names the few candidate templates; the
-//! candidates are verified most specific first (most literal characters, then
-//! declaration order), and the first that matches wins. The cost is one automaton scan
-//! plus a handful of verifications, whether there are ten templates or five hundred.
-//! Templates without any literal text are tried last.
+//! Matching names a few candidate templates, verifies them most specific first (most
+//! literal characters, then declaration order), and the first that matches wins:
+//! - a template that starts with literal text (most printf messages do) can only match
+//!   a message starting with that text: one anchored Aho-Corasick walk over the first
+//!   literals finds them, and stops where the message's start stops matching any;
+//! - a template that starts with a placeholder has its longest literal as an *anchor*:
+//!   one unanchored scan of the whole message finds the anchors present (only built
+//!   when some template needs it);
+//! - templates without any literal text are tried last.
+//!
+//! Either way the candidates include every template that can match, so which one wins
+//! does not depend on how they were found. The cost is an automaton walk plus a handful
+//! of verifications, whether there are ten templates or five hundred.
 
 use crate::placeholder::{self, Kind};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::automaton::OverlappingState;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 use memchr::memmem;
 use sluice_event::{ByteStr, Fields};
 use smol_str::SmolStr;
@@ -45,11 +53,47 @@ struct Compiled {
 #[derive(Debug)]
 pub struct TemplateSet {
     templates: Vec<Compiled>,
-    ac: Option<AhoCorasick>,
-    /// Anchor pattern index → templates with that anchor.
-    by_anchor: Vec<Vec<u32>>,
+    /// First literals of the templates that start with one (anchored searches only).
+    prefixes: Group,
+    /// Longest literals of the templates that start with a placeholder.
+    anchors: Group,
     /// Templates with no literal text (match anything of the right shape).
     unanchored: Vec<u32>,
+}
+
+/// Literals in one automaton, each naming the templates it stands for.
+#[derive(Debug, Default)]
+struct Group {
+    ac: Option<AhoCorasick>,
+    /// Pattern index → templates, most specific first.
+    templates: Vec<Vec<u32>>,
+}
+
+impl Group {
+    fn add(&mut self, literals: &mut Vec<String>, literal: &str, template: u32) {
+        match literals.iter().position(|x| x == literal) {
+            Some(k) => self.templates[k].push(template),
+            None => {
+                literals.push(literal.to_string());
+                self.templates.push(vec![template]);
+            }
+        }
+    }
+
+    fn build(mut self, literals: &[String], start: StartKind, ts: &[Compiled]) -> Result<Group, crate::PatternError> {
+        if !literals.is_empty() {
+            let ac = AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                .start_kind(start)
+                .build(literals)
+                .map_err(|e| format!("cannot build the template matcher: {e}"))?;
+            self.ac = Some(ac);
+        }
+        for g in &mut self.templates {
+            g.sort_by_key(|&i| (std::cmp::Reverse(ts[i as usize].literal_len), i));
+        }
+        Ok(self)
+    }
 }
 
 /// Per-thread scratch space, reused across messages (no allocation per match).
@@ -110,44 +154,25 @@ impl TemplateSet {
                 literal_len,
             });
         }
-        let mut anchors: Vec<String> = Vec::new();
-        let mut by_anchor: Vec<Vec<u32>> = Vec::new();
+        let (mut prefixes, mut first_literals) = (Group::default(), Vec::new());
+        let (mut anchors, mut longest_literals) = (Group::default(), Vec::new());
         let mut unanchored = Vec::new();
         for (i, t) in templates.iter().enumerate() {
-            let anchor = t
-                .pieces
-                .iter()
-                .filter_map(|p| match p {
+            let literals = || {
+                t.pieces.iter().filter_map(|p| match p {
                     Piece::Lit(l, _) => Some(l),
                     _ => None,
                 })
-                .max_by_key(|l| l.len());
-            match anchor {
-                Some(a) => match anchors.iter().position(|x| x == a) {
-                    Some(k) => by_anchor[k].push(i as u32),
-                    None => {
-                        anchors.push(a.clone());
-                        by_anchor.push(vec![i as u32]);
-                    }
-                },
-                None => unanchored.push(i as u32),
+            };
+            match (&t.pieces[0], literals().max_by_key(|l| l.len())) {
+                (Piece::Lit(first, _), _) => prefixes.add(&mut first_literals, first, i as u32),
+                (_, Some(longest)) => anchors.add(&mut longest_literals, longest, i as u32),
+                (_, None) => unanchored.push(i as u32),
             }
         }
-        let ac = if anchors.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    .build(&anchors)
-                    .map_err(|e| format!("cannot build the template matcher: {e}"))?,
-            )
-        };
-        // Within each anchor group, most specific first.
-        for g in &mut by_anchor {
-            g.sort_by_key(|&i| (std::cmp::Reverse(templates[i as usize].literal_len), i));
-        }
-        Ok(TemplateSet { templates, ac, by_anchor, unanchored })
+        let prefixes = prefixes.build(&first_literals, StartKind::Anchored, &templates)?;
+        let anchors = anchors.build(&longest_literals, StartKind::Unanchored, &templates)?;
+        Ok(TemplateSet { templates, prefixes, anchors, unanchored })
     }
 
     pub fn len(&self) -> usize {
@@ -171,9 +196,19 @@ impl TemplateSet {
             sc.seen.iter_mut().for_each(|x| *x = 0);
             sc.generation = 1;
         }
-        if let Some(ac) = &self.ac {
+        if let Some(ac) = &self.prefixes.ac {
+            // Every first literal the message starts with (a template is under one only).
+            let input = Input::new(text).anchored(Anchored::Yes);
+            let mut state = OverlappingState::start();
+            loop {
+                ac.try_find_overlapping(input.clone(), &mut state).expect("an anchored automaton");
+                let Some(m) = state.get_match() else { break };
+                sc.candidates.extend_from_slice(&self.prefixes.templates[m.pattern().as_usize()]);
+            }
+        }
+        if let Some(ac) = &self.anchors.ac {
             for m in ac.find_overlapping_iter(text) {
-                for &t in &self.by_anchor[m.pattern().as_usize()] {
+                for &t in &self.anchors.templates[m.pattern().as_usize()] {
                     if sc.seen[t as usize] != sc.generation {
                         sc.seen[t as usize] = sc.generation;
                         sc.candidates.push(t);
@@ -338,5 +373,49 @@ mod tests {
         let (e, f) = m(&ts, "Operation op377 finished with code 7 for alice").unwrap();
         assert_eq!(e, "ev377");
         assert_eq!(f.get("code"), Some(&Value::Int(7)));
+    }
+
+    /// Whatever way the candidates are found (first literal, longest literal, none), the
+    /// winner is the one a check of every template, most specific first, would pick.
+    #[test]
+    fn candidates_never_change_the_winner() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // Words that share prefixes and overlap, so first literals nest.
+        let words = ["a", "ab", "abc", "User ", "User b", "x=", " in", "1", ": ", "done"];
+        for _ in 0..300 {
+            let mut specs = Vec::new();
+            for t in 0..1 + next(8) {
+                let mut p = String::new();
+                for _ in 0..1 + next(4) {
+                    if next(3) == 0 {
+                        p.push_str(["{v}", "{n:int}"][next(2)]);
+                    } else {
+                        p.push_str(words[next(words.len())]);
+                    }
+                }
+                if placeholder::split_pattern(&p).is_ok() {
+                    specs.push(TemplateSpec { event: format!("e{t}"), pattern: p });
+                }
+            }
+            let Ok(ts) = TemplateSet::compile(&specs) else { continue };
+            let mut order: Vec<usize> = (0..ts.templates.len()).collect();
+            order.sort_by_key(|&i| (std::cmp::Reverse(ts.templates[i].literal_len), i));
+            for _ in 0..50 {
+                let mut msg = String::new();
+                for _ in 0..1 + next(5) {
+                    msg.push_str([words[next(words.len())], "42", "q"][next(3).min(next(3))]);
+                }
+                let mut caps = Vec::new();
+                let want = order.iter().find(|&&i| verify(&ts.templates[i], &msg, &mut caps));
+                let got = m(&ts, &msg).map(|(e, _)| e);
+                assert_eq!(got, want.map(|&i| ts.templates[i].event.as_str().to_string()), "{specs:?} on {msg:?}");
+            }
+        }
     }
 }
