@@ -230,6 +230,26 @@ mod tests {
         }
     }
 
+    /// Text that is mostly escapes (six output bytes for one input byte), appended after
+    /// what the buffer already holds, in buffers of several starting capacities: the
+    /// earlier bytes stay and every escape decodes back.
+    #[test]
+    fn dense_escapes_after_existing_bytes_round_trip() {
+        for len in 0..70 {
+            for pattern in ["\u{1}", "\"a", "\\\n", "é\u{1f}x"] {
+                let s: String = pattern.chars().cycle().take(len).collect();
+                for cap in [0, 1, 7, 64] {
+                    let mut v = Vec::with_capacity(cap);
+                    v.extend_from_slice(b"[1,");
+                    write_str(&mut v, &s);
+                    v.push(b']');
+                    let back: (u8, String) = serde_json::from_slice(&v).unwrap();
+                    assert_eq!(back.1, s, "{}", String::from_utf8_lossy(&v));
+                }
+            }
+        }
+    }
+
     /// Every special byte at every position of strings around the 16-byte blocks of the
     /// vectorised scan decodes back to itself.
     #[test]

@@ -1,6 +1,7 @@
 //! The disk buffer's event encoding: any bytes decode to events or to an error, never a
 //! panic; whatever decodes encodes to bytes that decode to the same events (compared by
-//! their encoding, so that NaN equals itself).
+//! their encoding, so that NaN equals itself). Each event's NDJSON line is one JSON
+//! object whose `message` is the event's message.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sluice_event::codec::{encode, Decoder};
@@ -36,4 +37,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(a.origin.info.json_members(), b.origin.info.json_members());
     }
     assert_eq!(encode_all(&again), once);
+    let mut line = Vec::new();
+    for e in &events {
+        line.clear();
+        sluice_event::ndjson::encode_event(&mut line, e);
+        assert_eq!(line.pop(), Some(b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("the NDJSON line is JSON");
+        assert_eq!(v["message"].as_str(), Some(e.message()), "{}", String::from_utf8_lossy(&line));
+    }
 });

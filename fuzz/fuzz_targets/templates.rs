@@ -1,4 +1,5 @@
-//! Template compilation and one-pass matching: any patterns, any messages.
+//! Template compilation and one-pass matching: any patterns, any messages. The
+//! template found is the one a check of every template, most specific first, finds.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sluice_event::{ByteStr, Fields};
@@ -17,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
         let mut sc = Scratch::default();
         for m in msgs.split('\n') {
             let mut f = Fields::new();
-            let _ = set.matches(&ByteStr::from(m), &mut f, &mut sc);
+            let got = set.matches(&ByteStr::from(m), &mut f, &mut sc).map(|t| t.event.clone());
+            assert_eq!(got.as_ref(), set.winner_by_checking_all(m), "{specs:?} on {m:?}");
         }
     }
 });
