@@ -247,14 +247,15 @@ impl TemplateSet {
 }
 
 impl TemplateSet {
-    /// The event of the template `matches` must pick, found by checking every template,
-    /// most specific first: slow, for tests and fuzzing.
+    /// The template `matches` must pick, found by checking every template, most
+    /// specific first: slow, for tests and fuzzing.
     #[doc(hidden)]
-    pub fn winner_by_checking_all(&self, text: &str) -> Option<&ByteStr> {
+    pub fn winner_by_checking_all(&self, text: &str) -> Option<Match<'_>> {
         let mut order: Vec<usize> = (0..self.templates.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(self.templates[i].literal_len), i));
         let mut caps = Vec::new();
-        order.into_iter().find(|&i| verify(&self.templates[i], text, &mut caps)).map(|i| &self.templates[i].event)
+        let t = &self.templates[order.into_iter().find(|&i| verify(&self.templates[i], text, &mut caps))?];
+        Some(Match { event: &t.event, template_id: &t.id, pattern: &t.pattern })
     }
 }
 
@@ -421,8 +422,9 @@ mod tests {
                 for _ in 0..1 + next(5) {
                     msg.push_str([words[next(words.len())], "42", "q"][next(3).min(next(3))]);
                 }
-                let want = ts.winner_by_checking_all(&msg).map(|e| e.as_str().to_string());
-                assert_eq!(m(&ts, &msg).map(|(e, _)| e), want, "{specs:?} on {msg:?}");
+                let mut sc = Scratch::default();
+                let got = ts.matches(&ByteStr::from(msg.as_str()), &mut Fields::new(), &mut sc).map(|t| t.pattern);
+                assert_eq!(got, ts.winner_by_checking_all(&msg).map(|t| t.pattern), "{specs:?} on {msg:?}");
             }
         }
     }
