@@ -108,6 +108,46 @@ fn mine_prints_templates_and_writes_a_templates_file_parse_loads() {
     assert!(retry["attempt"].is_string() && retry["payment"].as_str().unwrap().len() == 8, "{retry}");
 }
 
+/// A raw syslog file mixing RFC 3164 and RFC 5424 lines: without `--format`, the syslog
+/// header is recognised (and said), so one message kind is one template whichever header
+/// it came with; `--format none` mines whole lines, where the two headers split it; lines
+/// of no preset are mined whole, and nothing is said.
+#[test]
+fn mine_detects_a_preset_header_or_mines_whole_lines() {
+    let mut lines = Vec::new();
+    for i in 0..200u32 {
+        let (user, ip, port) = (["root", "admin", "git", "oracle", "test"][i as usize % 5], i % 250, 1024 + i * 7);
+        lines.push(if i % 3 == 0 {
+            format!(
+                "<38>1 2026-11-21T01:{:02}:{:02}.000Z auth-{} sshd {} - - Failed password for {user} from 203.0.113.{ip} port {port} ssh2",
+                i / 60,
+                i % 60,
+                i % 3,
+                3000 + i
+            )
+        } else {
+            format!(
+                "<38>Nov 21 01:{:02}:{:02} auth-{} sshd[{}]: Failed password for {user} from 203.0.113.{ip} port {port} ssh2",
+                i / 60,
+                i % 60,
+                i % 3,
+                3000 + i
+            )
+        });
+    }
+    let input = lines.join("\n") + "\n";
+    let (out, err) = mine(&[], input.as_bytes());
+    assert!(err.contains("200 of the first 200 lines have `syslog` headers"), "{err}");
+    assert!(out.trim_start().starts_with("200  Failed password for <*> from <*> port <*> ssh2"), "{out}");
+    let (whole, err) = mine(&["--format", "none"], input.as_bytes());
+    assert!(!err.contains("headers"), "{err}");
+    let rows: Vec<&str> = whole.lines().filter(|l| !l.trim_start().starts_with("e.g.")).collect();
+    assert_eq!(rows.len(), 2, "whole lines: one template per header kind: {whole}");
+    // Python logging lines: the lenient syslog header does not count without a program name.
+    let (_, err) = mine(&[], (service_lines().join("\n") + "\n").as_bytes());
+    assert!(!err.contains("headers"), "{err}");
+}
+
 #[test]
 fn per_line_gives_each_line_its_final_template_with_stable_ids() {
     let lines = service_lines();

@@ -18,8 +18,10 @@ pub enum Action {
 #[derive(clap::Args)]
 pub struct Options {
     /// Header format to strip first, in the `parse` stage's language, e.g.
-    /// "{timestamp} {level} [{logger}] {message}" or a preset (syslog, json, ...).
-    /// Lines that do not fit are mined whole.
+    /// "{timestamp} {level} [{logger}] {message}" or a preset (syslog, json, ...);
+    /// `none` mines whole lines. Default: the preset whose header at least 9 in 10 of
+    /// the first 1,000 lines carry, if one does (said on stderr), else none. Lines that
+    /// do not fit are mined whole.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// strftime layout of {timestamp} in --format (default: recognised).
@@ -67,31 +69,40 @@ pub fn run(o: Options) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let format = match o.format.as_deref().map(|f| Format::compile(f, o.timestamp_format.as_deref())) {
+    // `None` until decided: the first lines wait in `sample` while the header is detected.
+    let format = match o.format.as_deref() {
         None => None,
-        Some(Ok(f)) => Some(f),
-        Some(Err(e)) => {
-            eprintln!("sluice templates mine: --format: {e}");
-            return ExitCode::from(2);
-        }
+        Some("none") => Some(None),
+        Some(f) => match Format::compile(f, o.timestamp_format.as_deref()) {
+            Ok(f) => Some(Some(f)),
+            Err(e) => {
+                eprintln!("sluice templates mine: --format: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    let mut miner = Miner::new(MinerConfig {
-        max_templates: o.max_templates,
-        min_distinct: o.min_distinct,
-        masks,
-        ..MinerConfig::default()
-    });
+    let mut m = Lines {
+        miner: Miner::new(MinerConfig {
+            max_templates: o.max_templates,
+            min_distinct: o.min_distinct,
+            masks,
+            ..MinerConfig::default()
+        }),
+        format,
+        sample: Vec::new(),
+        ctx: Context::default(),
+        parsed: Parsed::default(),
+        shapes: Vec::new(),
+        per_line: o.per_line,
+        lines: 0,
+        header_misses: 0,
+    };
     let started = Instant::now();
     // A progress line on stderr, at most four times a second, when it is a terminal.
     let progress = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
     let mut shown_progress = false;
-    let mut shapes: Vec<u32> = Vec::new();
-    let mut lines = 0u64;
-    let mut header_misses = 0u64;
     let mut bytes_total = 0u64;
-    let ctx = Context::default();
-    let mut parsed = Parsed::default();
     let inputs: Vec<Option<PathBuf>> =
         if o.files.is_empty() { vec![None] } else { o.files.iter().cloned().map(Some).collect() };
     for input in inputs {
@@ -139,33 +150,15 @@ pub fn run(o: Options) -> ExitCode {
                 }
                 let line = data.slice(start..line_end);
                 start = end + 1;
-                lines += 1;
-                let mined = match &format {
-                    None => miner.mine(&line),
-                    Some(f) => {
-                        parsed.clear();
-                        let msg = ByteStr::from_utf8(line.clone())
-                            .ok()
-                            .and_then(|s| f.parse(&s, &ctx, &mut parsed).ok().and(parsed.message.take()));
-                        match msg {
-                            Some(m) => miner.mine(m.as_bytes()),
-                            None => {
-                                header_misses += 1;
-                                miner.mine(&line)
-                            }
-                        }
-                    }
-                };
-                if o.per_line {
-                    shapes.push(mined.shape);
-                }
-                if progress && lines.is_multiple_of(1 << 16) && last_progress.elapsed().as_millis() >= 250 {
+                m.push(line);
+                if progress && m.lines.is_multiple_of(1 << 16) && last_progress.elapsed().as_millis() >= 250 {
                     last_progress = Instant::now();
                     shown_progress = true;
                     eprint!(
-                        "\r{lines} lines, {} MB, {} templates, {:.0} s ",
+                        "\r{} lines, {} MB, {} templates, {:.0} s ",
+                        m.lines,
                         bytes_total / 1_000_000,
-                        miner.templates().len(),
+                        m.miner.templates().len(),
                         started.elapsed().as_secs_f64()
                     );
                 }
@@ -175,6 +168,8 @@ pub fn run(o: Options) -> ExitCode {
             }
         }
     }
+    m.decide();
+    let Lines { miner, shapes, lines, header_misses, .. } = m;
     let secs = started.elapsed().as_secs_f64();
     if shown_progress {
         eprintln!();
@@ -230,12 +225,121 @@ pub fn run(o: Options) -> ExitCode {
         secs,
         lines as f64 / secs.max(1e-9) / 1e6,
         if header_misses > 0 {
-            format!("; {header_misses} lines did not fit --format and were mined whole")
+            format!("; {header_misses} lines did not fit the header format and were mined whole")
         } else {
             String::new()
         }
     );
     ExitCode::SUCCESS
+}
+
+/// Lines looked at to detect their header format.
+const SAMPLE: usize = 1000;
+
+/// The lines being mined, through the header format once it is known.
+struct Lines {
+    miner: Miner,
+    /// `Some(None)`: whole lines; `None`: not decided yet (the first lines are in `sample`).
+    format: Option<Option<Format>>,
+    sample: Vec<bytes::Bytes>,
+    ctx: Context,
+    parsed: Parsed,
+    shapes: Vec<u32>,
+    per_line: bool,
+    lines: u64,
+    header_misses: u64,
+}
+
+impl Lines {
+    fn push(&mut self, line: bytes::Bytes) {
+        self.lines += 1;
+        match &self.format {
+            None => {
+                self.sample.push(line);
+                if self.sample.len() == SAMPLE {
+                    self.decide();
+                }
+            }
+            Some(_) => self.mine(&line),
+        }
+    }
+
+    /// Settle the format (from the sample, unless given) and mine the sampled lines.
+    fn decide(&mut self) {
+        if self.format.is_none() {
+            let detected = detect(&self.sample, &self.ctx);
+            if let Some((name, n)) = &detected {
+                eprintln!(
+                    "sluice templates mine: {n} of the first {} lines have `{name}` headers: mining their \
+                     messages (`--format none` mines whole lines)",
+                    self.sample.len()
+                );
+            }
+            self.format = Some(detected.and_then(|(name, _)| Format::compile(name, None).ok()));
+        }
+        for line in std::mem::take(&mut self.sample) {
+            self.mine(&line);
+        }
+    }
+
+    fn mine(&mut self, line: &bytes::Bytes) {
+        let mined = match &self.format {
+            Some(Some(f)) => {
+                self.parsed.clear();
+                let msg = ByteStr::from_utf8(line.clone())
+                    .ok()
+                    .and_then(|s| f.parse(&s, &self.ctx, &mut self.parsed).ok().and(self.parsed.message.take()));
+                match msg {
+                    Some(m) => self.miner.mine(m.as_bytes()),
+                    None => {
+                        self.header_misses += 1;
+                        self.miner.mine(line)
+                    }
+                }
+            }
+            _ => self.miner.mine(line),
+        };
+        if self.per_line {
+            self.shapes.push(mined.shape);
+        }
+    }
+}
+
+/// The preset whose header at least 9 in 10 of the sampled lines (10 or more) carry,
+/// and how many do, among the presets that leave a message (syslog, JSON or logfmt with
+/// a message key, Go's `log`, klog): mined whole, lines whose headers differ (RFC 3164
+/// and RFC 5424 syslog in one file) never share a template, and header fields can split
+/// one (Loghub's Linux and Mac sets: 0.69 and 0.25 whole, 0.94 and 0.95 by message).
+fn detect(sample: &[bytes::Bytes], ctx: &Context) -> Option<(&'static str, usize)> {
+    if sample.len() < 10 {
+        return None;
+    }
+    let mut parsed = Parsed::default();
+    let (best, n) = sluice_parsers::PRESETS
+        .iter()
+        .filter_map(|&name| Format::compile(name, None).ok().map(|f| (name, f)))
+        .map(|(name, f)| {
+            let n = sample
+                .iter()
+                .filter(|line| {
+                    parsed.clear();
+                    let Ok(s) = ByteStr::from_utf8((*line).clone()) else { return false };
+                    // A header was found: the message is a strict part of the line. The
+                    // syslog parser takes any timestamp and word as a header, so it must
+                    // also have found the program's name (`sshd[42]:`, RFC 5424's APP-NAME),
+                    // which other formats' lines do not have there.
+                    f.parse(&s, ctx, &mut parsed).is_ok()
+                        && parsed
+                            .message
+                            .as_ref()
+                            .is_some_and(|m| !m.as_str().is_empty() && m.as_str().len() < s.as_str().len())
+                        && (name != "syslog" || parsed.fields.get("appname").is_some())
+                })
+                .count();
+            (name, n)
+        })
+        .max_by_key(|&(_, n)| n)?;
+    (n * 10 >= sample.len() * 9).then_some((best, n))
 }
 
 /// Lower-case letters of a word (`Payment` → `payment`), or None if it has none or
