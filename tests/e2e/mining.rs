@@ -111,7 +111,8 @@ fn mine_prints_templates_and_writes_a_templates_file_parse_loads() {
 /// A raw syslog file mixing RFC 3164 and RFC 5424 lines: without `--format`, the syslog
 /// header is recognised (and said), so one message kind is one template whichever header
 /// it came with; `--format none` mines whole lines, where the two headers split it; lines
-/// of no preset are mined whole, and nothing is said.
+/// of no preset or known layout are mined whole, and nothing is said; log4j's layout is
+/// one of the known ones.
 #[test]
 fn mine_detects_a_preset_header_or_mines_whole_lines() {
     let mut lines = Vec::new();
@@ -146,6 +147,26 @@ fn mine_detects_a_preset_header_or_mines_whole_lines() {
     // Python logging lines: the lenient syslog header does not count without a program name.
     let (_, err) = mine(&[], (service_lines().join("\n") + "\n").as_bytes());
     assert!(!err.contains("headers"), "{err}");
+    // log4j's `%d %p [%t] %c: %m`: thread names of one or several words no longer split
+    // a message kind (whole lines, each word count is another template).
+    let threads = ["main", "RMCommunicator Allocator", "IPC Server handler 3 on 8020", "pool-1-thread-2"];
+    let log4j: String = (0..100u32)
+        .map(|i| {
+            format!(
+                "2026-11-21 01:00:{:02},{:03} {} [{}] org.acme.ipc.Client: Address change detected. Old: db-{} New: db-{}\n",
+                i % 60,
+                i,
+                ["INFO", "WARN"][i as usize % 2],
+                threads[i as usize % 4],
+                i,
+                i + 1
+            )
+        })
+        .collect();
+    let (out, err) = mine(&[], log4j.as_bytes());
+    assert!(err.contains("have `{timestamp} {level} [{thread}] {logger}: {message}` headers"), "{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| !l.trim_start().starts_with("e.g.")).collect();
+    assert_eq!(rows, ["      100  Address change detected. Old: db-<*> New: db-<*>"], "{out}");
 }
 
 #[test]

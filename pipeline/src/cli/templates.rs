@@ -305,6 +305,18 @@ impl Lines {
     }
 }
 
+/// Header layouts of the common logging libraries' documented defaults and examples, in
+/// the `parse` stage's format language, tried after the presets: log4j's
+/// `%d %p [%t] %c: %m` and `%d %p %c: %m`, logback's `%d [%thread] %level %logger - %msg`,
+/// Python's `%(asctime)s - %(name)s - %(levelname)s - %(message)s`. A line fits one only
+/// with a level name where `{level}` is.
+const LAYOUTS: [&str; 4] = [
+    "{timestamp} {level} [{thread}] {logger}: {message}",
+    "{timestamp} {level} {logger}: {message}",
+    "{timestamp} [{thread}] {level} {logger} - {message}",
+    "{timestamp} - {logger} - {level} - {message}",
+];
+
 /// The preset whose header at least 9 in 10 of the sampled lines (10 or more) carry,
 /// and how many do, among the presets that leave a message (syslog, JSON or logfmt with
 /// a message key, Go's `log`, klog): mined whole, lines whose headers differ (RFC 3164
@@ -317,6 +329,7 @@ fn detect(sample: &[bytes::Bytes], ctx: &Context) -> Option<(&'static str, usize
     let mut parsed = Parsed::default();
     let (best, n) = sluice_parsers::PRESETS
         .iter()
+        .chain(&LAYOUTS)
         .filter_map(|&name| Format::compile(name, None).ok().map(|f| (name, f)))
         .map(|(name, f)| {
             let n = sample
@@ -334,11 +347,16 @@ fn detect(sample: &[bytes::Bytes], ctx: &Context) -> Option<(&'static str, usize
                             .as_ref()
                             .is_some_and(|m| !m.as_str().is_empty() && m.as_str().len() < s.as_str().len())
                         && (name != "syslog" || parsed.fields.get("appname").is_some())
+                        && (!name.contains("{level}") || parsed.level.is_some())
                 })
                 .count();
             (name, n)
         })
-        .max_by_key(|&(_, n)| n)?;
+        // The most lines; on a tie the first (layouts are listed most specific first).
+        .fold(None, |best: Option<(&str, usize)>, (name, n)| match best {
+            Some((_, b)) if b >= n => best,
+            _ => Some((name, n)),
+        })?;
     (n * 10 >= sample.len() * 9).then_some((best, n))
 }
 
