@@ -19,9 +19,9 @@ pub enum Action {
 pub struct Options {
     /// Header format to strip first, in the `parse` stage's language, e.g.
     /// "{timestamp} {level} [{logger}] {message}" or a preset (syslog, json, ...);
-    /// `none` mines whole lines. Default: the preset whose header at least 9 in 10 of
-    /// the first 1,000 lines carry, if one does (said on stderr), else none. Lines that
-    /// do not fit are mined whole.
+    /// `none` mines whole lines. Default: the preset or common layout whose header at
+    /// least 9 in 10 of the first 1,000 lines carry, if one does (named on stderr), else
+    /// none. Lines that do not fit are mined whole.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// strftime layout of {timestamp} in --format (default: recognised).
@@ -90,6 +90,7 @@ pub fn run(o: Options) -> ExitCode {
         }),
         format,
         sample: Vec::new(),
+        sample_bytes: 0,
         ctx: Context::default(),
         parsed: Parsed::default(),
         shapes: Vec::new(),
@@ -233,8 +234,10 @@ pub fn run(o: Options) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Lines looked at to detect their header format.
+/// Lines looked at to detect their header format: the first 1,000, or fewer when they
+/// reach 4 MiB (huge lines wait in memory no longer than that before being mined).
 const SAMPLE: usize = 1000;
+const SAMPLE_BYTES: usize = 4 << 20;
 
 /// The lines being mined, through the header format once it is known.
 struct Lines {
@@ -242,6 +245,7 @@ struct Lines {
     /// `Some(None)`: whole lines; `None`: not decided yet (the first lines are in `sample`).
     format: Option<Option<Format>>,
     sample: Vec<bytes::Bytes>,
+    sample_bytes: usize,
     ctx: Context,
     parsed: Parsed,
     shapes: Vec<u32>,
@@ -255,8 +259,9 @@ impl Lines {
         self.lines += 1;
         match &self.format {
             None => {
+                self.sample_bytes += line.len();
                 self.sample.push(line);
-                if self.sample.len() == SAMPLE {
+                if self.sample.len() == SAMPLE || self.sample_bytes >= SAMPLE_BYTES {
                     self.decide();
                 }
             }
