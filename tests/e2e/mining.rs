@@ -163,8 +163,13 @@ fn mine_detects_a_preset_header_or_mines_whole_lines() {
             )
         })
         .collect();
-    let (out, err) = mine(&[], log4j.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("t.toml");
+    let (out, err) = mine(&["--toml", toml.to_str().unwrap()], log4j.as_bytes());
     assert!(err.contains("have `{timestamp} {level} [{thread}] {logger}: {message}` headers"), "{err}");
+    // The templates file says which header its patterns follow, ready for `parse`.
+    let t = std::fs::read_to_string(&toml).unwrap();
+    assert!(t.contains("format = \"{timestamp} {level} [{thread}] {logger}: {message}\""), "{t}");
     let rows: Vec<&str> = out.lines().filter(|l| !l.trim_start().starts_with("e.g.")).collect();
     assert_eq!(rows, ["      100  Address change detected. Old: db-<*> New: db-<*>"], "{out}");
 }

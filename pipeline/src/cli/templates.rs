@@ -91,6 +91,7 @@ pub fn run(o: Options) -> ExitCode {
         format,
         sample: Vec::new(),
         sample_bytes: 0,
+        header: o.format.clone().filter(|f| f != "none"),
         ctx: Context::default(),
         parsed: Parsed::default(),
         shapes: Vec::new(),
@@ -170,7 +171,7 @@ pub fn run(o: Options) -> ExitCode {
         }
     }
     m.decide();
-    let Lines { miner, shapes, lines, header_misses, .. } = m;
+    let Lines { miner, shapes, lines, header_misses, header, .. } = m;
     let secs = started.elapsed().as_secs_f64();
     if shown_progress {
         eprintln!();
@@ -214,7 +215,7 @@ pub fn run(o: Options) -> ExitCode {
         }
     }
     if let Some(path) = &o.toml {
-        if let Err(e) = std::fs::write(path, to_toml(&templates, lines)) {
+        if let Err(e) = std::fs::write(path, to_toml(&templates, lines, header.as_deref())) {
             eprintln!("sluice templates mine: {}: {e}", path.display());
             return ExitCode::from(1);
         }
@@ -246,6 +247,8 @@ struct Lines {
     format: Option<Option<Format>>,
     sample: Vec<bytes::Bytes>,
     sample_bytes: usize,
+    /// The header format the messages were mined after (given or detected).
+    header: Option<String>,
     ctx: Context,
     parsed: Parsed,
     shapes: Vec<u32>,
@@ -280,6 +283,7 @@ impl Lines {
                     self.sample.len()
                 );
             }
+            self.header = detected.map(|(name, _)| name.to_string());
             self.format = Some(detected.and_then(|(name, _)| Format::compile(name, None).ok()));
         }
         for line in std::mem::take(&mut self.sample) {
@@ -467,10 +471,14 @@ fn unique(base: String, used: &mut Vec<String>) -> String {
     n
 }
 
-fn to_toml(templates: &[&Template], lines: u64) -> String {
+fn to_toml(templates: &[&Template], lines: u64, header: Option<&str>) -> String {
     let mut s = format!(
         "# Templates mined by `sluice templates mine` from {lines} lines, most frequent first.\n# Rename events and placeholders as you like, then load with `templates_file`.\n"
     );
+    if let Some(h) = header {
+        let q = toml::Value::String(h.to_string()).to_string();
+        s.push_str(&format!("# They match the messages after this header, for the `parse` stage: format = {q}\n"));
+    }
     let mut names: Vec<String> = Vec::new();
     for t in templates {
         let n = unique(event_name(t), &mut names);
