@@ -170,6 +170,15 @@ fn mine_detects_a_preset_header_or_mines_whole_lines() {
     // The templates file says which header its patterns follow, ready for `parse`.
     let t = std::fs::read_to_string(&toml).unwrap();
     assert!(t.contains("format = \"{timestamp} {level} [{thread}] {logger}: {message}\""), "{t}");
+    // Files mined together each get their own header: syslog, then log4j.
+    let (a, b) = (dir.path().join("auth.log"), dir.path().join("app.log"));
+    std::fs::write(&a, &input).unwrap();
+    std::fs::write(&b, &log4j).unwrap();
+    let both = sluice().args(["templates", "mine"]).arg(&a).arg(&b).output().unwrap();
+    let (stdout, err) = (String::from_utf8_lossy(&both.stdout), String::from_utf8_lossy(&both.stderr));
+    assert!(err.contains("auth.log: 200 of the first 200 lines have `syslog` headers"), "{err}");
+    assert!(err.contains("app.log: 100 of the first 100 lines have `{timestamp} {level} [{thread}]"), "{err}");
+    assert!(stdout.contains("200  Failed password for") && stdout.contains("100  Address change detected"), "{stdout}");
     let rows: Vec<&str> = out.lines().filter(|l| !l.trim_start().starts_with("e.g.")).collect();
     assert_eq!(rows, ["      100  Address change detected. Old: db-<*> New: db-<*>"], "{out}");
 }

@@ -19,9 +19,9 @@ pub enum Action {
 pub struct Options {
     /// Header format to strip first, in the `parse` stage's language, e.g.
     /// "{timestamp} {level} [{logger}] {message}" or a preset (syslog, json, ...);
-    /// `none` mines whole lines. Default: the preset or common layout whose header at
-    /// least 9 in 10 of the first 1,000 lines carry, if one does (named on stderr), else
-    /// none. Lines that do not fit are mined whole.
+    /// `none` mines whole lines. Default, for each file: the preset or common layout
+    /// whose header at least 9 in 10 of its first 1,000 lines carry, if one does (named
+    /// on stderr), else none. Lines that do not fit are mined whole.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
     /// strftime layout of {timestamp} in --format (default: recognised).
@@ -91,7 +91,8 @@ pub fn run(o: Options) -> ExitCode {
         format,
         sample: Vec::new(),
         sample_bytes: 0,
-        header: o.format.clone().filter(|f| f != "none"),
+        headers: o.format.iter().filter(|f| *f != "none").cloned().collect(),
+        source: String::new(),
         ctx: Context::default(),
         parsed: Parsed::default(),
         shapes: Vec::new(),
@@ -107,8 +108,14 @@ pub fn run(o: Options) -> ExitCode {
     let mut bytes_total = 0u64;
     let inputs: Vec<Option<PathBuf>> =
         if o.files.is_empty() { vec![None] } else { o.files.iter().cloned().map(Some).collect() };
+    let detecting = o.format.is_none();
     for input in inputs {
         let name = input.as_ref().map_or("<stdin>".into(), |p| p.display().to_string());
+        // Each file gets its own header (several services' logs may be mined together).
+        if detecting {
+            m.format = None;
+            m.source = name.clone();
+        }
         let mut reader: Box<dyn Read> = match &input {
             Some(p) => match std::fs::File::open(p) {
                 Ok(f) => Box::new(f),
@@ -169,9 +176,9 @@ pub fn run(o: Options) -> ExitCode {
                 break;
             }
         }
+        m.decide();
     }
-    m.decide();
-    let Lines { miner, shapes, lines, header_misses, header, .. } = m;
+    let Lines { miner, shapes, lines, header_misses, headers, .. } = m;
     let secs = started.elapsed().as_secs_f64();
     if shown_progress {
         eprintln!();
@@ -215,7 +222,7 @@ pub fn run(o: Options) -> ExitCode {
         }
     }
     if let Some(path) = &o.toml {
-        if let Err(e) = std::fs::write(path, to_toml(&templates, lines, header.as_deref())) {
+        if let Err(e) = std::fs::write(path, to_toml(&templates, lines, &headers)) {
             eprintln!("sluice templates mine: {}: {e}", path.display());
             return ExitCode::from(1);
         }
@@ -247,8 +254,10 @@ struct Lines {
     format: Option<Option<Format>>,
     sample: Vec<bytes::Bytes>,
     sample_bytes: usize,
-    /// The header format the messages were mined after (given or detected).
-    header: Option<String>,
+    /// The header formats the messages were mined after (given or detected), each once.
+    headers: Vec<String>,
+    /// The input being read (named when its header is detected).
+    source: String,
     ctx: Context,
     parsed: Parsed,
     shapes: Vec<u32>,
@@ -278,12 +287,15 @@ impl Lines {
             let detected = detect(&self.sample, &self.ctx);
             if let Some((name, n)) = &detected {
                 eprintln!(
-                    "sluice templates mine: {n} of the first {} lines have `{name}` headers: mining their \
-                     messages (`--format none` mines whole lines)",
+                    "sluice templates mine: {}: {n} of the first {} lines have `{name}` headers: mining \
+                     their messages (`--format none` mines whole lines)",
+                    self.source,
                     self.sample.len()
                 );
+                if !self.headers.iter().any(|h| h == name) {
+                    self.headers.push(name.to_string());
+                }
             }
-            self.header = detected.map(|(name, _)| name.to_string());
             self.format = Some(detected.and_then(|(name, _)| Format::compile(name, None).ok()));
         }
         for line in std::mem::take(&mut self.sample) {
@@ -472,11 +484,11 @@ fn unique(base: String, used: &mut Vec<String>) -> String {
     n
 }
 
-fn to_toml(templates: &[&Template], lines: u64, header: Option<&str>) -> String {
+fn to_toml(templates: &[&Template], lines: u64, headers: &[String]) -> String {
     let mut s = format!(
         "# Templates mined by `sluice templates mine` from {lines} lines, most frequent first.\n# Rename events and placeholders as you like, then load with `templates_file`.\n"
     );
-    if let Some(h) = header {
+    for h in headers {
         let q = toml::Value::String(h.to_string()).to_string();
         s.push_str(&format!("# They match the messages after this header, for the `parse` stage: format = {q}\n"));
     }
