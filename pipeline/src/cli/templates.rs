@@ -330,7 +330,8 @@ impl Lines {
 /// the `parse` stage's format language, tried after the presets: log4j's
 /// `%d %p [%t] %c: %m` and `%d %p %c: %m`, logback's `%d [%thread] %level %logger - %msg`,
 /// Python's `%(asctime)s - %(name)s - %(levelname)s - %(message)s`. A line fits one only
-/// with a level name where `{level}` is.
+/// with a level name where `{level}` is and a recognised timestamp where `{timestamp}`
+/// is (a layout's placeholders alone would take any words).
 const LAYOUTS: [&str; 4] = [
     "{timestamp} {level} [{thread}] {logger}: {message}",
     "{timestamp} {level} {logger}: {message}",
@@ -370,6 +371,7 @@ fn detect(sample: &[bytes::Bytes], ctx: &Context) -> Option<(&'static str, usize
                             .is_some_and(|m| !m.as_str().is_empty() && m.as_str().len() < s.as_str().len())
                         && (name != "syslog" || parsed.fields.get("appname").is_some())
                         && (!name.contains("{level}") || parsed.level.is_some())
+                        && (!name.contains("{timestamp}") || parsed.timestamp.is_some())
                 })
                 .count();
             (name, n)
