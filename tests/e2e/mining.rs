@@ -147,6 +147,10 @@ fn mine_detects_a_preset_header_or_mines_whole_lines() {
     // Python logging lines: the lenient syslog header does not count without a program name.
     let (_, err) = mine(&[], (service_lines().join("\n") + "\n").as_bytes());
     assert!(!err.contains("headers"), "{err}");
+    // A layout's placeholders would take any words: without a timestamp there, no header.
+    let no_time: String = (0..50).map(|i| format!("worker-{i} INFO app.Main: started job {i}\n")).collect();
+    let (_, err) = mine(&[], no_time.as_bytes());
+    assert!(!err.contains("headers"), "{err}");
     // log4j's `%d %p [%t] %c: %m`: thread names of one or several words no longer split
     // a message kind (whole lines, each word count is another template).
     let threads = ["main", "RMCommunicator Allocator", "IPC Server handler 3 on 8020", "pool-1-thread-2"];
