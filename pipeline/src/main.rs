@@ -16,7 +16,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// work; threads allocate from the arena of the CPU they run on (one per CPU) instead
 /// of jemalloc's default four arenas per CPU, each keeping its own free pages: a
 /// pipeline runs a thread per stage, many more than there are cores (W1: peak RSS
-/// −9 MiB, CPU unchanged). `_RJEM_MALLOC_CONF` in the environment overrides these.
+/// 3 to 9 MiB lower, CPU unchanged). `_RJEM_MALLOC_CONF` in the environment overrides
+/// these.
 #[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: ConfPtr = ConfPtr(c"dirty_decay_ms:1000,muzzy_decay_ms:0,percpu_arena:percpu".as_ptr());
 
