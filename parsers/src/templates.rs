@@ -65,7 +65,7 @@ pub struct TemplateSet {
 #[derive(Debug, Default)]
 struct Group {
     ac: Option<AhoCorasick>,
-    /// Pattern index → templates, most specific first.
+    /// Pattern index → templates (`matches` orders the candidates).
     templates: Vec<Vec<u32>>,
 }
 
@@ -80,7 +80,7 @@ impl Group {
         }
     }
 
-    fn build(mut self, literals: &[String], start: StartKind, ts: &[Compiled]) -> Result<Group, crate::PatternError> {
+    fn build(mut self, literals: &[String], start: StartKind) -> Result<Group, crate::PatternError> {
         if !literals.is_empty() {
             let ac = AhoCorasickBuilder::new()
                 .match_kind(MatchKind::Standard)
@@ -88,9 +88,6 @@ impl Group {
                 .build(literals)
                 .map_err(|e| format!("cannot build the template matcher: {e}"))?;
             self.ac = Some(ac);
-        }
-        for g in &mut self.templates {
-            g.sort_by_key(|&i| (std::cmp::Reverse(ts[i as usize].literal_len), i));
         }
         Ok(self)
     }
@@ -170,8 +167,8 @@ impl TemplateSet {
                 (_, None) => unanchored.push(i as u32),
             }
         }
-        let prefixes = prefixes.build(&first_literals, StartKind::Anchored, &templates)?;
-        let anchors = anchors.build(&longest_literals, StartKind::Unanchored, &templates)?;
+        let prefixes = prefixes.build(&first_literals, StartKind::Anchored)?;
+        let anchors = anchors.build(&longest_literals, StartKind::Unanchored)?;
         Ok(TemplateSet { templates, prefixes, anchors, unanchored })
     }
 
@@ -218,7 +215,7 @@ impl TemplateSet {
         }
         let mut cands = std::mem::take(&mut sc.candidates);
         if cands.len() > 1 {
-            cands.sort_unstable_by_key(|&i| (std::cmp::Reverse(self.templates[i as usize].literal_len), i));
+            cands.sort_unstable_by_key(|&i| self.specificity(i));
         }
         cands.extend_from_slice(&self.unanchored);
         let mut found = None;
@@ -247,14 +244,21 @@ impl TemplateSet {
 }
 
 impl TemplateSet {
+    /// The order candidates are tried in: most literal characters first, then declaration
+    /// order.
+    fn specificity(&self, i: u32) -> (std::cmp::Reverse<usize>, u32) {
+        (std::cmp::Reverse(self.templates[i as usize].literal_len), i)
+    }
+
     /// The template `matches` must pick, found by checking every template, most
     /// specific first: slow, for tests and fuzzing.
     #[doc(hidden)]
     pub fn winner_by_checking_all(&self, text: &str) -> Option<Match<'_>> {
-        let mut order: Vec<usize> = (0..self.templates.len()).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(self.templates[i].literal_len), i));
+        let mut order: Vec<u32> = (0..self.templates.len() as u32).collect();
+        order.sort_by_key(|&i| self.specificity(i));
         let mut caps = Vec::new();
-        let t = &self.templates[order.into_iter().find(|&i| verify(&self.templates[i], text, &mut caps))?];
+        let t = &self.templates
+            [order.into_iter().find(|&i| verify(&self.templates[i as usize], text, &mut caps))? as usize];
         Some(Match { event: &t.event, template_id: &t.id, pattern: &t.pattern })
     }
 }

@@ -69,12 +69,11 @@ pub fn run(o: Options) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `None` until decided: the first lines wait in `sample` while the header is detected.
-    let format = match o.format.as_deref() {
-        None => None,
-        Some("none") => Some(None),
+    let header = match o.format.as_deref() {
+        None => Header::Undecided,
+        Some("none") => Header::Whole,
         Some(f) => match Format::compile(f, o.timestamp_format.as_deref()) {
-            Ok(f) => Some(Some(f)),
+            Ok(f) => Header::Strip(f),
             Err(e) => {
                 eprintln!("sluice templates mine: --format: {e}");
                 return ExitCode::from(2);
@@ -88,7 +87,7 @@ pub fn run(o: Options) -> ExitCode {
             masks,
             ..MinerConfig::default()
         }),
-        format,
+        header,
         sample: Vec::new(),
         sample_bytes: 0,
         headers: o.format.iter().filter(|f| *f != "none").cloned().collect(),
@@ -113,7 +112,7 @@ pub fn run(o: Options) -> ExitCode {
         let name = input.as_ref().map_or("<stdin>".into(), |p| p.display().to_string());
         // Each file gets its own header (several services' logs may be mined together).
         if detecting {
-            m.format = None;
+            m.header = Header::Undecided;
             m.source = name.clone();
         }
         let mut reader: Box<dyn Read> = match &input {
@@ -247,11 +246,20 @@ pub fn run(o: Options) -> ExitCode {
 const SAMPLE: usize = 1000;
 const SAMPLE_BYTES: usize = 4 << 20;
 
+/// What is done with each line's header.
+enum Header {
+    /// Not known yet: the first lines wait in `sample` while it is detected.
+    Undecided,
+    /// Lines are mined whole.
+    Whole,
+    /// Lines are mined after this format's header (whole when they do not fit it).
+    Strip(Format),
+}
+
 /// The lines being mined, through the header format once it is known.
 struct Lines {
     miner: Miner,
-    /// `Some(None)`: whole lines; `None`: not decided yet (the first lines are in `sample`).
-    format: Option<Option<Format>>,
+    header: Header,
     sample: Vec<bytes::Bytes>,
     sample_bytes: usize,
     /// The header formats the messages were mined after (given or detected), each once.
@@ -269,23 +277,23 @@ struct Lines {
 impl Lines {
     fn push(&mut self, line: bytes::Bytes) {
         self.lines += 1;
-        match &self.format {
-            None => {
+        match &self.header {
+            Header::Undecided => {
                 self.sample_bytes += line.len();
                 self.sample.push(line);
                 if self.sample.len() == SAMPLE || self.sample_bytes >= SAMPLE_BYTES {
                     self.decide();
                 }
             }
-            Some(_) => self.mine(&line),
+            _ => self.mine(&line),
         }
     }
 
     /// Settle the format (from the sample, unless given) and mine the sampled lines.
     fn decide(&mut self) {
-        if self.format.is_none() {
-            let detected = detect(&self.sample, &self.ctx);
-            if let Some((name, n)) = &detected {
+        if let Header::Undecided = self.header {
+            self.header = Header::Whole;
+            if let Some((name, n, f)) = detect(&self.sample, &self.ctx) {
                 eprintln!(
                     "sluice templates mine: {}: {n} of the first {} lines have `{name}` headers: mining \
                      their messages (`--format none` mines whole lines)",
@@ -295,8 +303,8 @@ impl Lines {
                 if !self.headers.iter().any(|h| h == name) {
                     self.headers.push(name.to_string());
                 }
+                self.header = Header::Strip(f);
             }
-            self.format = Some(detected.and_then(|(name, _)| Format::compile(name, None).ok()));
         }
         for line in std::mem::take(&mut self.sample) {
             self.mine(&line);
@@ -304,8 +312,8 @@ impl Lines {
     }
 
     fn mine(&mut self, line: &bytes::Bytes) {
-        let mined = match &self.format {
-            Some(Some(f)) => {
+        let mined = match &self.header {
+            Header::Strip(f) => {
                 self.parsed.clear();
                 let msg = ByteStr::from_utf8(line.clone())
                     .ok()
@@ -345,43 +353,34 @@ const LAYOUTS: [&str; 4] = [
 /// headers differ (RFC 3164 and RFC 5424 syslog in one file) never share a template, and
 /// header fields (thread names) can split one (raw Loghub Linux, Mac and Hadoop files:
 /// 0.69, 0.25 and 0.73 whole, 0.94, 0.95 and 0.99 by message).
-fn detect(sample: &[bytes::Bytes], ctx: &Context) -> Option<(&'static str, usize)> {
+fn detect(sample: &[bytes::Bytes], ctx: &Context) -> Option<(&'static str, usize, Format)> {
     if sample.len() < 10 {
         return None;
     }
+    let lines: Vec<ByteStr> = sample.iter().filter_map(|l| ByteStr::from_utf8(l.clone()).ok()).collect();
     let mut parsed = Parsed::default();
-    let (best, n) = sluice_parsers::PRESETS
-        .iter()
-        .chain(&LAYOUTS)
-        .filter_map(|&name| Format::compile(name, None).ok().map(|f| (name, f)))
-        .map(|(name, f)| {
-            let n = sample
-                .iter()
-                .filter(|line| {
-                    parsed.clear();
-                    let Ok(s) = ByteStr::from_utf8((*line).clone()) else { return false };
-                    // A header was found: the message is a strict part of the line. The
-                    // syslog parser takes any timestamp and word as a header, so it must
-                    // also have found the program's name (`sshd[42]:`, RFC 5424's APP-NAME),
-                    // which other formats' lines do not have there.
-                    f.parse(&s, ctx, &mut parsed).is_ok()
-                        && parsed
-                            .message
-                            .as_ref()
-                            .is_some_and(|m| !m.as_str().is_empty() && m.as_str().len() < s.as_str().len())
-                        && (name != "syslog" || parsed.fields.get("appname").is_some())
-                        && (!name.contains("{level}") || parsed.level.is_some())
-                        && (!name.contains("{timestamp}") || parsed.timestamp.is_some())
-                })
-                .count();
-            (name, n)
-        })
+    let mut fits = |name: &str, f: &Format, s: &ByteStr| {
+        parsed.clear();
+        // A header was found: the message is a strict part of the line. The syslog
+        // parser takes any timestamp and word as a header, so it must also have found
+        // the program's name (`sshd[42]:`, RFC 5424's APP-NAME), which other formats'
+        // lines do not have there.
+        f.parse(s, ctx, &mut parsed).is_ok()
+            && parsed.message.as_ref().is_some_and(|m| !m.as_str().is_empty() && m.as_str().len() < s.as_str().len())
+            && (name != "syslog" || parsed.fields.get("appname").is_some())
+            && (!name.contains("{level}") || parsed.level.is_some())
+            && (!name.contains("{timestamp}") || parsed.timestamp.is_some())
+    };
+    let mut best: Option<(&'static str, usize, Format)> = None;
+    for &name in sluice_parsers::PRESETS.iter().chain(&LAYOUTS) {
+        let Ok(f) = Format::compile(name, None) else { continue };
+        let n = lines.iter().filter(|s| fits(name, &f, s)).count();
         // The most lines; on a tie the first (layouts are listed most specific first).
-        .fold(None, |best: Option<(&str, usize)>, (name, n)| match best {
-            Some((_, b)) if b >= n => best,
-            _ => Some((name, n)),
-        })?;
-    (n * 10 >= sample.len() * 9).then_some((best, n))
+        if best.as_ref().is_none_or(|&(_, b, _)| n > b) {
+            best = Some((name, n, f));
+        }
+    }
+    best.filter(|&(_, n, _)| n * 10 >= sample.len() * 9)
 }
 
 /// Lower-case letters of a word (`Payment` → `payment`), or None if it has none or
